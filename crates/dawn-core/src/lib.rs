@@ -1,0 +1,1 @@
+//! dawn-core (being written)

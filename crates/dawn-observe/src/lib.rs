@@ -1,0 +1,1 @@
+//! dawn-observe (being written)

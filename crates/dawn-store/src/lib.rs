@@ -1,0 +1,45 @@
+//! The Dawn node's embedded database.
+//!
+//! `dawn-store` keeps everything a node persists between runs in one [redb] file: typed tables
+//! whose values are JSON records (so records can gain fields without a migration), a schema
+//! version with forward migrations run on open, and a health probe. Domains live in their own
+//! modules; today that is the peer address book ([`AddressSource`], [`PeerEntry`]).
+//!
+//! Identifiers such as peer ids and addresses are plain strings here, and times are unix
+//! milliseconds passed in by the caller, so the crate depends on neither libp2p nor a clock.
+//!
+//! Every write commits durably before it returns. Calls block on file I/O: from async code,
+//! run them through `tokio::task::spawn_blocking`.
+//!
+//! # Example
+//!
+//! ```
+//! use dawn_store::{AddressSource, Store, StoreError};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data_dir = tempfile::tempdir()?;
+//! let store = Store::open(data_dir.path().join("dawn.redb"))?;
+//! assert_eq!(store.schema_version()?, dawn_store::SCHEMA_VERSION);
+//!
+//! store.record_peer_address("12D3KooWPeer", "/ip4/10.0.0.7/tcp/8000", AddressSource::Identify, 1_000)?;
+//! let peer = store.peer("12D3KooWPeer")?.ok_or("peer was just recorded")?;
+//! assert_eq!(peer.addresses[0].addr, "/ip4/10.0.0.7/tcp/8000");
+//!
+//! // A second handle on the same file is refused while the first is open.
+//! let second = Store::open(store.path());
+//! assert!(matches!(second, Err(StoreError::Locked { .. })));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [redb]: https://docs.rs/redb
+
+mod error;
+mod peers;
+mod schema;
+mod store;
+
+pub use error::StoreError;
+pub use peers::{AddressEntry, AddressSource, MAX_ADDRESSES_PER_PEER, PeerEntry};
+pub use schema::SCHEMA_VERSION;
+pub use store::Store;

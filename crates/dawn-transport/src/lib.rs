@@ -1,0 +1,366 @@
+//! Dawn's network layer: a rust-libp2p swarm (TCP + Noise + Yamux, QUIC,
+//! identify, ping) and the multiplexed Dawn RPC protocol.
+//!
+//! The transport knows nothing about trust, agents or JSON: it connects peers,
+//! reports what happens as [`TransportEvent`]s, carries opaque message bodies
+//! to named agents on other nodes, and delivers the calls other nodes make as
+//! [`InboundCall`]s. The node (dawn-core) decides what to do with them.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use dawn_transport::{Transport, TransportConfig};
+//! use std::time::Duration;
+//!
+//! let config = TransportConfig {
+//!     listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+//!     ..TransportConfig::default()
+//! };
+//! let (a, _a_calls) = Transport::start(libp2p::identity::Keypair::generate_ed25519(), config.clone()).await?;
+//! let (b, mut b_calls) = Transport::start(libp2p::identity::Keypair::generate_ed25519(), config).await?;
+//!
+//! // b answers every call with the body it received.
+//! tokio::spawn(async move {
+//!     while let Some(call) = b_calls.recv().await {
+//!         let body = call.body().clone();
+//!         call.respond(body).await;
+//!     }
+//! });
+//!
+//! let b_addr = b.listen_addrs()[0].clone();
+//! let b_id = a.dial(b_addr).await?;
+//! let reply = a.call(b_id, "echo", "hello".into(), Duration::from_secs(5)).await?;
+//! assert_eq!(&reply[..], b"hello");
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod event;
+pub mod rpc;
+mod swarm;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use config::TransportConfig;
+pub use error::{FailureCode, RpcError, TransportError};
+pub use event::{Direction, PeerInfo, TransportEvent, TransportKind};
+pub use libp2p::{Multiaddr, PeerId, identity};
+pub use rpc::{CallUpdate, EventSender, InboundCall, InboundCalls, OutboundCall, PROTOCOL};
+pub use swarm::IDENTIFY_PROTOCOL;
+
+use swarm::{Command, Connector, PeerTable, SharedPeers, SwarmTask};
+
+/// Inbound calls queued before stream readers wait for the node.
+const INBOUND_QUEUE: usize = 1024;
+/// Transport events buffered per subscriber.
+const EVENT_BUFFER: usize = 1024;
+
+/// A handle to a running transport. Cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    local_peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    peers: SharedPeers,
+    events: broadcast::Sender<TransportEvent>,
+    rpc: Arc<rpc::RpcClient>,
+    shutdown: CancellationToken,
+    config: TransportConfig,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("local_peer_id", &self.inner.local_peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Builds the swarm, starts listening on every configured address and
+    /// waits until each listener is bound (so port 0 has become a real port).
+    pub async fn start(
+        keypair: identity::Keypair,
+        config: TransportConfig,
+    ) -> Result<(Transport, InboundCalls), TransportError> {
+        let local_peer_id = keypair.public().to_peer_id();
+        let mut swarm = swarm::build_swarm(keypair, &config)?;
+        let mut control = swarm.behaviour().stream_control();
+        let incoming = control
+            .accept(PROTOCOL)
+            .map_err(|e| TransportError::Build(e.to_string()))?;
+
+        // Bind every listener before anything else runs.
+        let mut pending: HashMap<libp2p::core::transport::ListenerId, Multiaddr> = HashMap::new();
+        for addr in &config.listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| TransportError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            pending.insert(id, addr.clone());
+        }
+        let peers: SharedPeers = Arc::new(RwLock::new(PeerTable::default()));
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let bind = async {
+            use futures::StreamExt as _;
+            use libp2p::swarm::SwarmEvent;
+            while !pending.is_empty() {
+                match swarm.select_next_some().await {
+                    SwarmEvent::NewListenAddr {
+                        listener_id,
+                        address,
+                    } => {
+                        tracing::info!(%address, "listening");
+                        pending.remove(&listener_id);
+                        swarm::write_listen_addr(&peers, address);
+                    }
+                    SwarmEvent::ListenerClosed {
+                        listener_id,
+                        reason,
+                        ..
+                    } => {
+                        if let Some(addr) = pending.remove(&listener_id) {
+                            return Err(TransportError::Listen {
+                                addr,
+                                reason: match reason {
+                                    Err(e) => e.to_string(),
+                                    Ok(()) => "listener closed".into(),
+                                },
+                            });
+                        }
+                    }
+                    SwarmEvent::ListenerError { listener_id, error } => {
+                        if let Some(addr) = pending.remove(&listener_id) {
+                            return Err(TransportError::Listen {
+                                addr,
+                                reason: error.to_string(),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(Duration::from_secs(10), bind).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(TransportError::Listen {
+                    addr: pending
+                        .values()
+                        .next()
+                        .cloned()
+                        .unwrap_or_else(Multiaddr::empty),
+                    reason: "no listen address within 10 s".into(),
+                });
+            }
+        }
+
+        let (commands_tx, commands_rx) = mpsc::channel(256);
+        let connector = Connector {
+            peers: peers.clone(),
+            commands: commands_tx.clone(),
+        };
+        let rpc = Arc::new(rpc::RpcClient::new(
+            control,
+            connector,
+            config.max_message_size,
+            config.connect_timeout,
+        ));
+        let shutdown = CancellationToken::new();
+        let (calls_tx, calls_rx) = mpsc::channel(INBOUND_QUEUE);
+        tokio::spawn(rpc::serve_incoming(
+            incoming,
+            calls_tx,
+            config.max_message_size,
+            shutdown.clone(),
+        ));
+        tokio::spawn(
+            SwarmTask {
+                swarm,
+                commands: commands_rx,
+                peers: peers.clone(),
+                events: events.clone(),
+                conn_waiters: HashMap::new(),
+                peer_waiters: HashMap::new(),
+            }
+            .run(),
+        );
+        let transport = Transport {
+            inner: Arc::new(Inner {
+                local_peer_id,
+                commands: commands_tx,
+                peers,
+                events,
+                rpc,
+                shutdown,
+                config,
+            }),
+        };
+        Ok((transport, InboundCalls::new(calls_rx)))
+    }
+
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.inner.local_peer_id
+    }
+
+    /// The configuration the transport runs with.
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+
+    /// Addresses the node is listening on, with real ports.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        swarm::read(&self.inner.peers).listen_addrs()
+    }
+
+    /// Subscribes to transport events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<TransportEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Connected peers.
+    pub fn connected_peers(&self) -> Vec<PeerInfo> {
+        swarm::read(&self.inner.peers).peers()
+    }
+
+    /// Whether at least one connection to `peer` is open.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        swarm::read(&self.inner.peers).is_connected(peer)
+    }
+
+    /// Addresses known for `peer` (most recent first).
+    pub fn known_addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        swarm::read(&self.inner.peers).known_addrs(peer)
+    }
+
+    /// Remembers addresses for `peer`, used when a call needs a connection.
+    pub fn add_addresses(&self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
+        swarm::write_known_addrs(&self.inner.peers, peer, addrs);
+    }
+
+    /// Dials an address and waits until the connection is established (or
+    /// fails, or `connect_timeout` passes). Returns the remote peer id. If the
+    /// address ends in `/p2p/<id>`, the remote must prove that identity.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, TransportError> {
+        let target = addr.to_string();
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::DialAddr { addr, reply }).await?;
+        self.await_dial(target, rx).await
+    }
+
+    /// Connects to `peer` using its known addresses, unless already connected.
+    pub async fn connect(&self, peer: PeerId) -> Result<(), TransportError> {
+        if self.is_connected(&peer) {
+            return Ok(());
+        }
+        let addrs = self.known_addrs(&peer);
+        if addrs.is_empty() {
+            return Err(TransportError::Dial {
+                target: peer.to_string(),
+                reason: "no known address".into(),
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::DialPeer { peer, addrs, reply }).await?;
+        self.await_dial(peer.to_string(), rx).await.map(|_| ())
+    }
+
+    async fn await_dial(
+        &self,
+        target: String,
+        rx: oneshot::Receiver<Result<PeerId, TransportError>>,
+    ) -> Result<PeerId, TransportError> {
+        let after = self.inner.config.connect_timeout;
+        match tokio::time::timeout(after, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(TransportError::Shutdown),
+            Err(_) => Err(TransportError::DialTimeout { target, after }),
+        }
+    }
+
+    /// Closes every connection to `peer`.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), TransportError> {
+        self.send(Command::Disconnect { peer }).await
+    }
+
+    async fn send(&self, command: Command) -> Result<(), TransportError> {
+        self.inner
+            .commands
+            .send(command)
+            .await
+            .map_err(|_| TransportError::Shutdown)
+    }
+
+    /// Calls `agent` on `peer` with a request body and waits for the response
+    /// body, at most `timeout` (connection set-up included).
+    pub async fn call(
+        &self,
+        peer: PeerId,
+        agent: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RpcError::Shutdown);
+        }
+        self.inner
+            .rpc
+            .start_call(peer, agent, body, timeout, false)
+            .await?
+            .response()
+            .await
+    }
+
+    /// Starts a call whose mid-call events (progress, logs, requests from the
+    /// callee) the caller wants to see. Dropping the handle cancels the call.
+    pub async fn start_call(
+        &self,
+        peer: PeerId,
+        agent: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<OutboundCall, RpcError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RpcError::Shutdown);
+        }
+        self.inner
+            .rpc
+            .start_call(peer, agent, body, timeout, true)
+            .await
+    }
+
+    /// Stops accepting streams, closes every connection (each peer sees an
+    /// orderly close) and stops the swarm. Calls still in flight fail.
+    pub async fn shutdown(&self) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        self.inner.shutdown.cancel();
+        self.inner.rpc.close_all();
+        let (reply, rx) = oneshot::channel();
+        if self
+            .inner
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+}

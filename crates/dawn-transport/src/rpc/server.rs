@@ -1,0 +1,369 @@
+//! Inbound side: accept peers' streams, hand each request to the node.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use libp2p::{PeerId, Stream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    frame::{Frame, Kind},
+    io::{FrameReader, split_stream},
+};
+use crate::error::FailureCode;
+
+/// Replies to mid-call requests queued per call.
+const REPLY_QUEUE: usize = 16;
+
+/// The stream of calls peers make to this node.
+#[derive(Debug)]
+pub struct InboundCalls {
+    rx: mpsc::Receiver<InboundCall>,
+}
+
+impl InboundCalls {
+    pub(crate) fn new(rx: mpsc::Receiver<InboundCall>) -> Self {
+        InboundCalls { rx }
+    }
+
+    /// The next inbound call, or `None` once the transport has shut down.
+    pub async fn recv(&mut self) -> Option<InboundCall> {
+        self.rx.recv().await
+    }
+}
+
+struct Inflight {
+    cancel: CancellationToken,
+    replies: mpsc::Sender<Bytes>,
+}
+
+type InflightMap = Arc<Mutex<HashMap<u64, Inflight>>>;
+
+fn lock(map: &InflightMap) -> std::sync::MutexGuard<'_, HashMap<u64, Inflight>> {
+    map.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Accepts inbound Dawn RPC streams until the transport shuts down.
+pub(crate) async fn serve_incoming(
+    mut incoming: libp2p_stream::IncomingStreams,
+    calls: mpsc::Sender<InboundCall>,
+    max_body: usize,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            next = incoming.next() => next,
+        };
+        let Some((peer, stream)) = next else { break };
+        tokio::spawn(serve_stream(
+            peer,
+            stream,
+            calls.clone(),
+            max_body,
+            shutdown.child_token(),
+        ));
+    }
+}
+
+async fn serve_stream(
+    peer: PeerId,
+    stream: Stream,
+    calls: mpsc::Sender<InboundCall>,
+    max_body: usize,
+    stop: CancellationToken,
+) {
+    let (mut reader, tx): (FrameReader, _) = split_stream(stream, max_body, stop.clone());
+    let inflight: InflightMap = Arc::new(Mutex::new(HashMap::new()));
+    tracing::debug!(%peer, "serving an inbound rpc stream");
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            next = reader.next() => next,
+        };
+        let frame = match next {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                tracing::warn!(%peer, %error, "closing inbound rpc stream after a bad frame");
+                break;
+            }
+            None => break,
+        };
+        match frame {
+            Frame::Request {
+                id,
+                deadline_ms,
+                agent,
+                body,
+            } => {
+                let received = Instant::now();
+                let cancel = stop.child_token();
+                let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
+                let duplicate = match lock(&inflight).entry(id) {
+                    std::collections::hash_map::Entry::Occupied(_) => true,
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(Inflight {
+                            cancel: cancel.clone(),
+                            replies: replies_tx,
+                        });
+                        false
+                    }
+                };
+                if duplicate {
+                    let _ = tx
+                        .send(Frame::Failure {
+                            id,
+                            code: FailureCode::ProtocolViolation,
+                            message: "call id already in flight".into(),
+                        })
+                        .await;
+                    continue;
+                }
+                let call = InboundCall {
+                    peer,
+                    agent,
+                    body,
+                    budget: Duration::from_millis(u64::from(deadline_ms)),
+                    received,
+                    cancel,
+                    replies: Some(replies_rx),
+                    responder: Responder {
+                        id,
+                        tx: tx.clone(),
+                        inflight: inflight.clone(),
+                        max_body,
+                        done: false,
+                    },
+                };
+                if let Err(mpsc::error::SendError(call)) = calls.send(call).await {
+                    call.responder
+                        .finish(Frame::Failure {
+                            id,
+                            code: FailureCode::ShuttingDown,
+                            message: "node is shutting down".into(),
+                        })
+                        .await;
+                }
+            }
+            Frame::Cancel { id } => {
+                if let Some(entry) = lock(&inflight).get(&id) {
+                    entry.cancel.cancel();
+                }
+            }
+            Frame::EventReply { id, body } => {
+                let replies = lock(&inflight).get(&id).map(|e| e.replies.clone());
+                if let Some(replies) = replies {
+                    let _ = replies.try_send(body);
+                }
+            }
+            Frame::Oversized {
+                kind: Some(Kind::Request),
+                id,
+                len,
+            } => {
+                tracing::debug!(%peer, id, len, "refusing an oversized request");
+                let _ = tx
+                    .send(Frame::Failure {
+                        id,
+                        code: FailureCode::MessageTooLarge,
+                        message: format!(
+                            "request of {len} bytes exceeds the maximum message size of {max_body} bytes"
+                        ),
+                    })
+                    .await;
+            }
+            Frame::Oversized {
+                kind: Some(Kind::EventReply),
+                ..
+            } => {}
+            other => {
+                tracing::warn!(%peer, frame = ?other_kind(&other), "peer sent a frame not allowed on an inbound stream; closing it");
+                break;
+            }
+        }
+    }
+    // The caller is gone: stop all work it started.
+    stop.cancel();
+    for (_, entry) in lock(&inflight).drain() {
+        entry.cancel.cancel();
+    }
+    tracing::debug!(%peer, "inbound rpc stream closed");
+}
+
+fn other_kind(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Response { .. } => "response",
+        Frame::Failure { .. } => "failure",
+        Frame::Event { .. } => "event",
+        Frame::Oversized { .. } => "oversized",
+        _ => "other",
+    }
+}
+
+/// Sends the one final frame of a call.
+struct Responder {
+    id: u64,
+    tx: mpsc::Sender<Frame>,
+    inflight: InflightMap,
+    max_body: usize,
+    done: bool,
+}
+
+impl Responder {
+    async fn finish(mut self, frame: Frame) {
+        self.done = true;
+        lock(&self.inflight).remove(&self.id);
+        let _ = self.tx.send(frame).await;
+    }
+
+    fn checked(&self, body: Bytes) -> Frame {
+        if body.len() > self.max_body {
+            Frame::Failure {
+                id: self.id,
+                code: FailureCode::MessageTooLarge,
+                message: format!(
+                    "response of {} bytes exceeds the maximum message size of {} bytes",
+                    body.len(),
+                    self.max_body
+                ),
+            }
+        } else {
+            Frame::Response { id: self.id, body }
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.inflight).remove(&self.id);
+            let _ = self.tx.try_send(Frame::Failure {
+                id: self.id,
+                code: FailureCode::Internal,
+                message: "the call was dropped without a response".into(),
+            });
+        }
+    }
+}
+
+/// A call a peer made to an agent on this node.
+///
+/// Answer it with [`InboundCall::respond`]. If it is dropped unanswered, the
+/// caller receives an internal failure.
+pub struct InboundCall {
+    peer: PeerId,
+    agent: String,
+    body: Bytes,
+    budget: Duration,
+    received: Instant,
+    cancel: CancellationToken,
+    replies: Option<mpsc::Receiver<Bytes>>,
+    responder: Responder,
+}
+
+impl std::fmt::Debug for InboundCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundCall")
+            .field("peer", &self.peer)
+            .field("agent", &self.agent)
+            .field("id", &self.responder.id)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InboundCall {
+    /// The calling peer (authenticated by the Noise handshake).
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The agent the call is addressed to.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// The request body (a JSON-RPC message).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// When the caller stops waiting: time of receipt plus the budget it sent.
+    pub fn deadline(&self) -> Instant {
+        self.received + self.budget
+    }
+
+    /// Cancelled when the caller cancels the call or its connection closes.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// A handle for sending mid-call messages (progress, logs, requests) to
+    /// the caller.
+    pub fn events(&self) -> EventSender {
+        EventSender {
+            id: self.responder.id,
+            tx: self.responder.tx.clone(),
+            max_body: self.responder.max_body,
+        }
+    }
+
+    /// Takes the receiver of the caller's replies to mid-call requests.
+    pub fn take_replies(&mut self) -> Option<mpsc::Receiver<Bytes>> {
+        self.replies.take()
+    }
+
+    /// Sends the response. A body over the maximum message size is replaced
+    /// by a `MessageTooLarge` failure.
+    pub async fn respond(self, body: Bytes) {
+        let frame = self.responder.checked(body);
+        self.responder.finish(frame).await;
+    }
+
+    /// Fails the call at the transport level.
+    pub async fn fail(self, code: FailureCode, message: impl Into<String>) {
+        let id = self.responder.id;
+        self.responder
+            .finish(Frame::Failure {
+                id,
+                code,
+                message: message.into(),
+            })
+            .await;
+    }
+}
+
+/// Sends mid-call messages of one inbound call to its caller.
+#[derive(Clone)]
+pub struct EventSender {
+    id: u64,
+    tx: mpsc::Sender<Frame>,
+    max_body: usize,
+}
+
+impl std::fmt::Debug for EventSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSender").field("id", &self.id).finish()
+    }
+}
+
+impl EventSender {
+    /// Sends one event. Returns `false` if it was too large or the stream is gone.
+    pub async fn send(&self, body: Bytes) -> bool {
+        if body.len() > self.max_body {
+            return false;
+        }
+        self.tx
+            .send(Frame::Event { id: self.id, body })
+            .await
+            .is_ok()
+    }
+}
