@@ -1,0 +1,287 @@
+//! The node's HTTP API (axum): status, peers, agents, tool calls.
+//!
+//! Every `/api` route requires `Authorization: Bearer <token>`, where the
+//! token is the content of `<data_root>/api.token`.
+
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    extract::{Query, Request as HttpRequest, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response as HttpResponse},
+    routing::{get, post},
+};
+use dawn_resilience::ErrorKind;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    address::AgentAddress,
+    error::NodeError,
+    jsonrpc::{CallError, Request, request_from_value},
+    node::{CallOptions, Node, peer_json},
+};
+
+/// The HTTP status for an error kind.
+pub fn http_status(kind: Option<ErrorKind>) -> StatusCode {
+    match kind {
+        Some(ErrorKind::ParseError | ErrorKind::InvalidRequest | ErrorKind::InvalidParams) => {
+            StatusCode::BAD_REQUEST
+        }
+        Some(ErrorKind::Unauthorized) => StatusCode::FORBIDDEN,
+        Some(
+            ErrorKind::UnknownAgent
+            | ErrorKind::UnknownTool
+            | ErrorKind::UnknownPeer
+            | ErrorKind::UnknownResource
+            | ErrorKind::UnknownPrompt
+            | ErrorKind::MethodNotFound,
+        ) => StatusCode::NOT_FOUND,
+        Some(ErrorKind::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
+        Some(ErrorKind::MessageTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+        Some(ErrorKind::DeadlineExceeded | ErrorKind::NetworkTimeout) => {
+            StatusCode::GATEWAY_TIMEOUT
+        }
+        Some(
+            ErrorKind::Unreachable
+            | ErrorKind::ConnectionLost
+            | ErrorKind::ProtocolViolation
+            | ErrorKind::BreakerOpen,
+        ) => StatusCode::BAD_GATEWAY,
+        Some(ErrorKind::ShuttingDown | ErrorKind::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+struct ApiError(CallError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> HttpResponse {
+        (http_status(self.0.kind()), Json(json!({ "error": self.0 }))).into_response()
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(CallError::new(ErrorKind::InvalidParams, message))
+}
+
+/// Builds the router (without binding it).
+pub fn router(node: Node) -> Router {
+    let api = Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/peers", get(peers))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/tools", get(tools))
+        .route("/api/v1/call", post(call))
+        .route("/api/v1/rpc", post(rpc))
+        .route_layer(middleware::from_fn_with_state(node.clone(), require_token));
+    api.fallback(not_found).with_state(node)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(CallError::new(
+        ErrorKind::MethodNotFound,
+        "no such endpoint",
+    ))
+}
+
+async fn require_token(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    request: HttpRequest,
+    next: Next,
+) -> HttpResponse {
+    let Some(token) = &node.shared.api_token else {
+        return next.run(request).await;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match presented {
+        Some(value) if token.verify_bearer_header(value) => next.run(request).await,
+        other => {
+            let reason = if other.is_some() {
+                "wrong token"
+            } else {
+                "missing bearer token"
+            };
+            tracing::warn!(path = %request.uri().path(), reason, "API request refused");
+            metrics::counter!("dawn_api_auth_failures_total").increment(1);
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": CallError::new(ErrorKind::Unauthorized, format!("{reason}: send Authorization: Bearer <token from {}>", node.data_dir().api_token().display())) })),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+    }
+}
+
+async fn status(State(node): State<Node>) -> Json<Value> {
+    Json(json!({
+        "node_id": node.peer_id().to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": node.uptime().as_secs(),
+        "listen_addrs": node.dial_addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "api_addr": node.api_addr().map(|a| a.to_string()),
+        "data_root": node.data_dir().root().display().to_string(),
+        "peers_connected": node.connected_peers().len(),
+        "agents": node.agents().iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        "shutting_down": node.is_shutting_down(),
+    }))
+}
+
+async fn peers(State(node): State<Node>) -> Json<Value> {
+    Json(json!({ "peers": node.connected_peers().iter().map(peer_json).collect::<Vec<_>>() }))
+}
+
+async fn agents(State(node): State<Node>) -> Json<Value> {
+    let mut remote: Vec<Value> = node
+        .remote_agents()
+        .into_iter()
+        .map(|(peer, agents)| json!({ "peer_id": peer.to_string(), "agents": agents }))
+        .collect();
+    remote.sort_by(|a, b| a["peer_id"].as_str().cmp(&b["peer_id"].as_str()));
+    Json(json!({ "node_id": node.peer_id().to_string(), "local": node.agents(), "remote": remote }))
+}
+
+#[derive(Deserialize)]
+struct ToolsQuery {
+    agent: String,
+}
+
+fn parse_address(s: &str) -> Result<AgentAddress, ApiError> {
+    s.parse::<AgentAddress>()
+        .map_err(|e| bad_request(e.to_string()))
+}
+
+async fn tools(
+    State(node): State<Node>,
+    Query(q): Query<ToolsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let address = parse_address(&q.agent)?;
+    let result = node
+        .request(
+            &address,
+            Request::new(1, "tools/list", None),
+            CallOptions::default().from_api(),
+        )
+        .await
+        .map_err(ApiError)?;
+    Ok(Json(
+        json!({ "agent": address.to_string(), "tools": result.get("tools").cloned().unwrap_or(json!([])) }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallBody {
+    agent: String,
+    tool: String,
+    #[serde(default)]
+    arguments: Option<Value>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+fn options(timeout_ms: Option<u64>) -> CallOptions {
+    let mut options = CallOptions::default().from_api();
+    if let Some(ms) = timeout_ms {
+        options = options.with_timeout(Duration::from_millis(ms));
+    }
+    options
+}
+
+async fn call(
+    State(node): State<Node>,
+    body: Result<Json<CallBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let address = parse_address(&body.agent)?;
+    let arguments = match body.arguments {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(bad_request("arguments must be a JSON object")),
+    };
+    let request = Request::new(
+        1,
+        "tools/call",
+        Some(json!({ "name": body.tool, "arguments": arguments })),
+    );
+    let result = node
+        .request(&address, request, options(body.timeout_ms))
+        .await
+        .map_err(ApiError)?;
+    Ok(Json(json!({ "result": result })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RpcBody {
+    agent: String,
+    request: Value,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// Sends any JSON-RPC message to an agent and returns the JSON-RPC response.
+async fn rpc(
+    State(node): State<Node>,
+    body: Result<Json<RpcBody>, axum::extract::rejection::JsonRejection>,
+) -> HttpResponse {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(e) => return bad_request(e.body_text()).into_response(),
+    };
+    let address = match parse_address(&body.agent) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let request = match request_from_value(body.request) {
+        Ok(r) => r,
+        Err((id, error)) => return Json(crate::jsonrpc::Response::err(id, error)).into_response(),
+    };
+    match node.send(&address, request, options(body.timeout_ms)).await {
+        Some(response) => Json(response).into_response(),
+        None => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+/// Binds the API, records its address in the data directory and serves it
+/// until the node stops.
+pub(crate) async fn serve(node: Node) -> Result<(), NodeError> {
+    let addr = node.config().api.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Api { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| NodeError::Api { addr, source })?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "the HTTP API listens on a non-loopback address without TLS; put a TLS-terminating proxy in front or bind it to 127.0.0.1");
+    }
+    node.data_dir().write_api_addr(bound)?;
+    *node
+        .shared
+        .api_addr
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(bound);
+    let app = router(node.clone());
+    let stop = node.shared.stop.clone();
+    node.shared.background_spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "HTTP API server failed");
+        }
+    });
+    tracing::info!(%bound, "HTTP API listening");
+    Ok(())
+}

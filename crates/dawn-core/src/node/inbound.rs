@@ -1,0 +1,205 @@
+//! Serving calls that other nodes make to this node's agents.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dawn_resilience::{Deadline, ErrorKind};
+use dawn_transport::{EventSender, InboundCall, InboundCalls};
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument as _;
+
+use super::NodeShared;
+use crate::{
+    agent::{CallContext, Caller, Upstream},
+    agent_table::dispatch,
+    jsonrpc::{CallError, Request, Response, parse_request},
+};
+
+pub(super) async fn serve(shared: Arc<NodeShared>, mut calls: InboundCalls) {
+    loop {
+        let call = tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => break,
+            call = calls.recv() => call,
+        };
+        let Some(call) = call else { break };
+        if shared.is_shutting_down() {
+            let body = refusal(
+                &call,
+                CallError::new(ErrorKind::ShuttingDown, "the node is shutting down"),
+            );
+            tokio::spawn(call.respond(body));
+            continue;
+        }
+        let shared2 = shared.clone();
+        shared.calls.spawn(handle(shared2, call));
+    }
+}
+
+/// An error response for a call we will not run, keeping the caller's id.
+fn refusal(call: &InboundCall, error: CallError) -> Bytes {
+    let id = serde_json::from_slice::<Value>(call.body())
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(Value::Null);
+    Bytes::from(Response::err(id, error).to_bytes())
+}
+
+async fn handle(shared: Arc<NodeShared>, mut call: InboundCall) {
+    let started = Instant::now();
+    let peer = call.peer();
+    let request = match parse_request(call.body()) {
+        Ok(request) => request,
+        Err((id, error)) => {
+            metrics::counter!("dawn_calls_total", "direction" => "inbound", "method" => "invalid", "status" => error_label(&error)).increment(1);
+            call.respond(Bytes::from(Response::err(id, error).to_bytes()))
+                .await;
+            return;
+        }
+    };
+    let method = method_label(&request.method);
+    let span = tracing::info_span!(
+        "inbound_call",
+        peer_id = %peer,
+        agent = %call.agent(),
+        method = %request.method,
+        request_id = %request.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+    );
+    async move {
+        let Some(entry) = shared.agents.get(call.agent()) else {
+            let error = CallError::new(
+                ErrorKind::UnknownAgent,
+                format!("node {} has no agent named {:?}", shared.peer_id(), call.agent()),
+            )
+            .with("agent", call.agent().to_owned());
+            metrics::counter!("dawn_calls_total", "direction" => "inbound", "method" => method, "status" => "unknown_agent").increment(1);
+            let body = request
+                .id
+                .clone()
+                .map(|id| Bytes::from(Response::err(id, error).to_bytes()))
+                .unwrap_or_default();
+            call.respond(body).await;
+            return;
+        };
+        let mut ctx = CallContext::new(Caller::Peer(peer), Deadline::at(call.deadline()));
+        ctx.cancel = call.cancellation();
+        ctx.upstream = Some(Arc::new(PeerUpstream::new(call.events(), call.take_replies())));
+        let response = dispatch(&entry, request, ctx).await;
+        let status = match &response {
+            Some(Response { error: Some(e), .. }) => error_label(e),
+            _ => "ok",
+        };
+        metrics::counter!("dawn_calls_total", "direction" => "inbound", "method" => method, "status" => status).increment(1);
+        metrics::histogram!("dawn_call_duration_seconds", "direction" => "inbound", "method" => method)
+            .record(started.elapsed().as_secs_f64());
+        tracing::debug!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "call handled");
+        let body = response.map(|r| Bytes::from(r.to_bytes())).unwrap_or_default();
+        call.respond(body).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// A bounded label for the method (never raw client input).
+pub(crate) fn method_label(method: &str) -> &'static str {
+    match method {
+        "tools/call" => "tools_call",
+        "tools/list" => "tools_list",
+        "resources/read" => "resources_read",
+        "resources/list" => "resources_list",
+        "resources/templates/list" => "resource_templates_list",
+        "prompts/get" => "prompts_get",
+        "prompts/list" => "prompts_list",
+        "ping" => "ping",
+        "dawn/describe" => "describe",
+        _ => "other",
+    }
+}
+
+/// The metric label for an error (the taxonomy's, or `other`).
+pub(crate) fn error_label(error: &CallError) -> &'static str {
+    error.kind().map(|k| k.as_str()).unwrap_or("other")
+}
+
+/// Sends a remote agent's notifications and requests back over the call's
+/// stream, and matches the caller's replies to the requests.
+struct PeerUpstream {
+    events: EventSender,
+    next_id: AtomicU64,
+    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>,
+    /// Replies from the caller; pumped into `waiting` from the first request on.
+    replies: std::sync::Mutex<Option<mpsc::Receiver<Bytes>>>,
+}
+
+impl PeerUpstream {
+    fn new(events: EventSender, replies: Option<mpsc::Receiver<Bytes>>) -> Self {
+        PeerUpstream {
+            events,
+            next_id: AtomicU64::new(1),
+            waiting: Arc::default(),
+            replies: std::sync::Mutex::new(replies),
+        }
+    }
+
+    fn start_reply_pump(&self) {
+        let replies = self
+            .replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(mut replies) = replies else { return };
+        let waiting = self.waiting.clone();
+        tokio::spawn(async move {
+            while let Some(reply) = replies.recv().await {
+                let Ok(response) = serde_json::from_slice::<Response>(&reply) else {
+                    tracing::debug!("caller sent a malformed reply to a mid-call request");
+                    continue;
+                };
+                let Some(id) = response.id.as_u64() else {
+                    continue;
+                };
+                if let Some(tx) = waiting.lock().await.remove(&id) {
+                    let _ = tx.send(response);
+                }
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl Upstream for PeerUpstream {
+    async fn notify(&self, notification: Request) {
+        let _ = self.events.send(Bytes::from(notification.to_bytes())).await;
+    }
+
+    async fn request(&self, mut request: Request) -> Result<Value, CallError> {
+        self.start_reply_pump();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        request.id = Some(Value::from(id));
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().await.insert(id, tx);
+        if !self.events.send(Bytes::from(request.to_bytes())).await {
+            self.waiting.lock().await.remove(&id);
+            return Err(CallError::new(
+                ErrorKind::ConnectionLost,
+                "the caller is gone",
+            ));
+        }
+        match rx.await {
+            Ok(response) => response.into_result(),
+            Err(_) => Err(CallError::new(
+                ErrorKind::ConnectionLost,
+                "the caller is gone",
+            )),
+        }
+    }
+}

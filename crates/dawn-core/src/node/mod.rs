@@ -1,0 +1,582 @@
+//! `NodeBuilder` and `Node`: the embeddable Dawn node.
+
+mod inbound;
+mod outbound;
+mod peering;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use dawn_security::{ApiToken, KeyFileStatus, NodeIdentity};
+use dawn_store::Store;
+use dawn_transport::{Multiaddr, PeerId, PeerInfo, Transport, TransportConfig};
+use rmcp::model::{CallToolResult, JsonObject};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use outbound::CallOptions;
+
+use crate::{
+    address::{AgentAddress, AgentId},
+    agent::{Agent, AgentHandle, Upstream},
+    agent_table::{AgentEntry, AgentTable},
+    config::DawnConfig,
+    data_dir::{DataDir, DataDirLock},
+    error::NodeError,
+    jsonrpc::{CallError, Request},
+    system_agent::SystemAgent,
+};
+
+/// Node-level events for embedding programs.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// A peer connected.
+    PeerConnected(PeerId),
+    /// A peer disconnected.
+    PeerDisconnected(PeerId),
+    /// The agents known on a peer changed.
+    RemoteAgentsChanged(PeerId),
+    /// A local agent was added.
+    AgentAdded(String),
+    /// A local agent was removed.
+    AgentRemoved(String),
+    /// A local agent's tools, resources or prompts changed.
+    AgentChanged(String),
+    /// The node began shutting down.
+    ShuttingDown,
+}
+
+/// A tool as listed in summaries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSummary {
+    /// Tool name.
+    pub name: String,
+    /// Tool description.
+    #[serde(default)]
+    pub description: String,
+    /// Whether the tool declares that it changes nothing.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// An agent as listed by `/api/v1/agents` and `system/info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSummary {
+    /// The agent id.
+    pub id: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// Its tools.
+    #[serde(default)]
+    pub tools: Vec<ToolSummary>,
+    /// Number of resources.
+    #[serde(default)]
+    pub resources: usize,
+    /// Number of prompts.
+    #[serde(default)]
+    pub prompts: usize,
+}
+
+/// Builds and starts a [`Node`].
+pub struct NodeBuilder {
+    config: DawnConfig,
+    agents: Vec<Arc<dyn Agent>>,
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("config", &self.config)
+            .field(
+                "agents",
+                &self
+                    .agents
+                    .iter()
+                    .map(|a| a.id().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// State shared by every handle and background task of one node.
+pub(crate) struct NodeShared {
+    pub(crate) config: DawnConfig,
+    pub(crate) identity: NodeIdentity,
+    pub(crate) data_dir: DataDir,
+    pub(crate) store: Store,
+    pub(crate) transport: Transport,
+    pub(crate) agents: AgentTable,
+    pub(crate) remote_agents: RwLock<HashMap<PeerId, Vec<AgentSummary>>>,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) started: Instant,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) stop: CancellationToken,
+    /// Inbound and API calls in flight (drained at shutdown).
+    pub(crate) calls: TaskTracker,
+    pub(crate) api_token: Option<ApiToken>,
+    pub(crate) api_addr: Mutex<Option<SocketAddr>>,
+    lock: Mutex<Option<DataDirLock>>,
+    background: TaskTracker,
+}
+
+/// A running node. Cheap to clone; every clone controls the same node.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) shared: Arc<NodeShared>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NodeError::Internal(format!("blocking task failed: {e}")))
+}
+
+impl NodeBuilder {
+    /// A builder for a node with this configuration and the built-in `system`
+    /// agent.
+    pub fn new(config: DawnConfig) -> Self {
+        NodeBuilder {
+            config,
+            agents: Vec::new(),
+        }
+    }
+
+    /// Adds an agent.
+    pub fn agent(mut self, agent: impl Agent) -> Self {
+        self.agents.push(Arc::new(agent));
+        self
+    }
+
+    /// Adds an agent that is already shared.
+    pub fn agent_arc(mut self, agent: Arc<dyn Agent>) -> Self {
+        self.agents.push(agent);
+        self
+    }
+
+    /// Opens the data directory, loads (or creates) the identity, opens the
+    /// database, starts the transport and the HTTP API, and returns the
+    /// running node.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        let config = self.config;
+        let issues = config.validate();
+        if !issues.is_empty() {
+            return Err(crate::config::ConfigError::Invalid(issues).into());
+        }
+        let data_dir = DataDir::new(&config.node.data_root);
+        let (lock, identity, status, store, api_token) = {
+            let data_dir = data_dir.clone();
+            let api_enabled = config.api.enabled;
+            blocking(move || -> Result<_, NodeError> {
+                data_dir.ensure()?;
+                let lock = data_dir.lock()?;
+                let (identity, status) = NodeIdentity::load_or_create(&data_dir.node_key())?;
+                let store = Store::open(data_dir.database())?;
+                let token = if api_enabled {
+                    Some(ApiToken::load_or_create(&data_dir.api_token())?.0)
+                } else {
+                    None
+                };
+                Ok((lock, identity, status, store, token))
+            })
+            .await??
+        };
+        let peer_id = identity.peer_id();
+        match status {
+            KeyFileStatus::Created => {
+                tracing::info!(%peer_id, path = %data_dir.node_key().display(), "created a new node identity")
+            }
+            KeyFileStatus::Loaded => tracing::info!(%peer_id, "loaded node identity"),
+        }
+        let transport_config = TransportConfig {
+            listen: config.node.listen.clone(),
+            max_message_size: usize::try_from(config.transport.max_message_size.0)
+                .unwrap_or(usize::MAX),
+            idle_connection_timeout: config.transport.idle_connection_timeout.0,
+            connect_timeout: config.transport.connect_timeout.0,
+            ..TransportConfig::default()
+        };
+        let (transport, inbound_calls) =
+            Transport::start(identity.keypair().clone(), transport_config).await?;
+        let (events, _) = broadcast::channel(1024);
+        let shared = Arc::new(NodeShared {
+            config,
+            identity,
+            data_dir,
+            store,
+            transport,
+            agents: AgentTable::default(),
+            remote_agents: RwLock::new(HashMap::new()),
+            events,
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            calls: TaskTracker::new(),
+            api_token,
+            api_addr: Mutex::new(None),
+            lock: Mutex::new(Some(lock)),
+            background: TaskTracker::new(),
+        });
+        let node = Node { shared };
+        node.add_agent_arc(Arc::new(SystemAgent {
+            node: Arc::downgrade(&node.shared),
+        }))?;
+        for agent in self.agents {
+            node.add_agent_arc(agent)?;
+        }
+
+        let shared = &node.shared;
+        shared
+            .background
+            .spawn(inbound::serve(node.shared.clone(), inbound_calls));
+        shared
+            .background
+            .spawn(peering::watch_transport(node.shared.clone()));
+        shared
+            .background
+            .spawn(peering::keep_connected(node.shared.clone()));
+        if shared.config.api.enabled {
+            crate::http_api::serve(node.clone()).await?;
+        }
+        tracing::info!(
+            %peer_id,
+            listen = ?node.listen_addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            api = ?node.api_addr(),
+            "node started"
+        );
+        Ok(node)
+    }
+}
+
+impl NodeShared {
+    pub(crate) fn background_spawn(
+        &self,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.background.spawn(task);
+    }
+
+    pub(crate) fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
+    }
+
+    pub(crate) fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn local_agents(&self) -> Vec<AgentSummary> {
+        self.agents.all().iter().map(|e| summarize(e)).collect()
+    }
+
+    pub(crate) fn dial_addrs(&self) -> Vec<Multiaddr> {
+        let me = self.peer_id();
+        self.transport
+            .listen_addrs()
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)))
+            .collect()
+    }
+
+    pub(crate) fn info_json(&self) -> Value {
+        json!({
+            "node_id": self.peer_id().to_string(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "listen_addrs": self.dial_addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "agents": self.local_agents(),
+        })
+    }
+
+    pub(crate) fn peers_json(&self) -> Value {
+        json!({ "peers": self.transport.connected_peers().iter().map(peer_json).collect::<Vec<_>>() })
+    }
+}
+
+fn millis_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    millis_since_epoch(SystemTime::now())
+}
+
+pub(crate) fn peer_json(p: &PeerInfo) -> Value {
+    json!({
+        "peer_id": p.peer_id.to_string(),
+        "addresses": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "direction": p.direction.as_str(),
+        "transport": p.transport.as_str(),
+        "connected_since_ms": millis_since_epoch(p.connected_since),
+        "agent_version": p.agent_version,
+        "rtt_ms": p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+    })
+}
+
+fn summarize(entry: &AgentEntry) -> AgentSummary {
+    AgentSummary {
+        id: entry.id.to_string(),
+        description: entry.agent.description(),
+        tools: entry
+            .tools()
+            .into_iter()
+            .map(|t| ToolSummary {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+                read_only: t
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.read_only_hint)
+                    .unwrap_or(false),
+            })
+            .collect(),
+        resources: entry.agent.resources().len(),
+        prompts: entry.agent.prompts().len(),
+    }
+}
+
+impl Node {
+    /// This node's peer id (its public identity).
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id()
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &DawnConfig {
+        &self.shared.config
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.shared.data_dir
+    }
+
+    /// The node's database.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Addresses the node listens on, without the `/p2p/` suffix.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.shared.transport.listen_addrs()
+    }
+
+    /// Addresses other nodes can dial, ending in `/p2p/<this peer id>`.
+    pub fn dial_addrs(&self) -> Vec<Multiaddr> {
+        self.shared.dial_addrs()
+    }
+
+    /// The HTTP API's bound address, if it is served.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        *self
+            .shared
+            .api_addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long the node has been running.
+    pub fn uptime(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
+    /// Connected peers.
+    pub fn connected_peers(&self) -> Vec<PeerInfo> {
+        self.shared.transport.connected_peers()
+    }
+
+    /// Subscribes to node events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Connects to a peer at `addr` and remembers the address. Returns its id.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        let peer = self.shared.transport.dial(addr.clone()).await?;
+        peering::remember(&self.shared, peer, &addr, dawn_store::AddressSource::Manual).await;
+        Ok(peer)
+    }
+
+    /// Local agents.
+    pub fn agents(&self) -> Vec<AgentSummary> {
+        self.shared.local_agents()
+    }
+
+    /// Agents on connected peers, as last reported by them.
+    pub fn remote_agents(&self) -> HashMap<PeerId, Vec<AgentSummary>> {
+        self.shared
+            .remote_agents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Adds an agent to the running node.
+    pub fn add_agent(&self, agent: impl Agent) -> Result<(), NodeError> {
+        self.add_agent_arc(Arc::new(agent))
+    }
+
+    /// Adds a shared agent to the running node.
+    pub fn add_agent_arc(&self, agent: Arc<dyn Agent>) -> Result<(), NodeError> {
+        let id = AgentId::new(agent.id())?;
+        let entry = AgentEntry::new(id.clone(), agent.clone());
+        if !self.shared.agents.insert(entry.clone()) {
+            return Err(NodeError::DuplicateAgent(id.to_string()));
+        }
+        let weak = Arc::downgrade(&self.shared);
+        let weak_entry = Arc::downgrade(&entry);
+        agent.attach(AgentHandle {
+            notify: Arc::new(move || {
+                if let (Some(shared), Some(entry)) = (weak.upgrade(), weak_entry.upgrade()) {
+                    entry.refresh_tools();
+                    shared.emit(NodeEvent::AgentChanged(entry.id.to_string()));
+                }
+            }),
+        });
+        tracing::info!(agent = %id, "agent added");
+        self.shared.emit(NodeEvent::AgentAdded(id.to_string()));
+        Ok(())
+    }
+
+    /// Removes a local agent. Returns whether it existed.
+    pub fn remove_agent(&self, id: &str) -> bool {
+        let removed = self.shared.agents.remove(id).is_some();
+        if removed {
+            tracing::info!(agent = %id, "agent removed");
+            self.shared.emit(NodeEvent::AgentRemoved(id.to_owned()));
+        }
+        removed
+    }
+
+    /// Calls a tool on any agent, local or remote.
+    pub async fn call_tool(
+        &self,
+        address: &AgentAddress,
+        tool: &str,
+        arguments: Value,
+    ) -> Result<CallToolResult, CallError> {
+        let arguments = match arguments {
+            Value::Null => Value::Object(JsonObject::new()),
+            other => other,
+        };
+        let request = Request::new(
+            1,
+            "tools/call",
+            Some(json!({ "name": tool, "arguments": arguments })),
+        );
+        let value = self
+            .request(address, request, CallOptions::default())
+            .await?;
+        serde_json::from_value(value).map_err(|e| {
+            CallError::new(
+                dawn_resilience::ErrorKind::ProtocolViolation,
+                format!("the agent returned a malformed tool result: {e}"),
+            )
+        })
+    }
+
+    /// Sends a JSON-RPC request (any MCP method) to an agent, local or remote,
+    /// and returns its result.
+    pub async fn request(
+        &self,
+        address: &AgentAddress,
+        request: Request,
+        options: CallOptions,
+    ) -> Result<Value, CallError> {
+        match self.send(address, request, options).await {
+            Some(response) => response.into_result(),
+            None => Ok(Value::Null),
+        }
+    }
+
+    /// Sends a JSON-RPC message to an agent and returns the full response
+    /// (with the caller's id), or `None` for notifications.
+    pub async fn send(
+        &self,
+        address: &AgentAddress,
+        request: Request,
+        options: CallOptions,
+    ) -> Option<crate::jsonrpc::Response> {
+        outbound::send(&self.shared, address, request, options).await
+    }
+
+    /// Like [`Node::send`] with an upstream that receives the agent's
+    /// notifications and answers its requests.
+    pub async fn send_with_upstream(
+        &self,
+        address: &AgentAddress,
+        request: Request,
+        mut options: CallOptions,
+        upstream: Arc<dyn Upstream>,
+    ) -> Option<crate::jsonrpc::Response> {
+        options.upstream = Some(upstream);
+        outbound::send(&self.shared, address, request, options).await
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// Resolves when shutdown has begun (from any handle).
+    pub async fn stopped(&self) {
+        self.shared.stop.cancelled().await
+    }
+
+    /// Graceful shutdown: refuse new calls, wait up to
+    /// `node.shutdown_grace` for calls in flight, close every connection,
+    /// stop the API and release the data directory.
+    pub async fn shutdown(&self) {
+        let shared = &self.shared;
+        if shared.shutting_down.swap(true, Ordering::AcqRel) {
+            shared.background.wait().await;
+            return;
+        }
+        tracing::info!("shutting down");
+        shared.emit(NodeEvent::ShuttingDown);
+        shared.calls.close();
+        let grace = shared.config.node.shutdown_grace.0;
+        if tokio::time::timeout(grace, shared.calls.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = shared.calls.len(),
+                ?grace,
+                "calls still running after the shutdown grace period; abandoning them"
+            );
+        }
+        shared.stop.cancel();
+        shared.transport.shutdown().await;
+        shared.background.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), shared.background.wait()).await;
+        shared.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        tracing::info!("node stopped");
+    }
+}
