@@ -1,1 +1,205 @@
-fn main() {}
+//! `dawn-node`: runs a Dawn node until SIGINT/SIGTERM.
+//!
+//! All logic lives in `dawn-core`; this binary parses flags, loads the
+//! configuration, sets up logging, starts the node and handles signals.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use dawn_core::{
+    DawnConfig, LogFormat, Multiaddr, NodeBuilder,
+    config::{ConfigError, ConfigLoader},
+};
+use dawn_observe::logging::{self, LogSettings};
+
+/// Run a Dawn node: a peer in the Dawn mesh hosting MCP agents.
+#[derive(Debug, Parser)]
+#[command(name = "dawn-node", version, about, long_about = None)]
+struct Args {
+    /// Config file (TOML, or YAML if it ends in .yaml/.yml).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (node.data_root).
+    #[arg(long, value_name = "DIR")]
+    data_root: Option<PathBuf>,
+    /// Peer-to-peer listen address; repeat for several (node.listen).
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Peer to connect to, ending in /p2p/<peer-id>; repeat for several (added to node.bootstrap).
+    #[arg(long, value_name = "MULTIADDR")]
+    peer: Vec<String>,
+    /// HTTP API address (api.listen).
+    #[arg(long, value_name = "ADDR")]
+    api_listen: Option<String>,
+    /// Do not serve the HTTP API (api.enabled = false).
+    #[arg(long)]
+    no_api: bool,
+    /// Log level or directives (logging.level).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Log format: text or json (logging.format).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Print the effective configuration (TOML) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn load_config(args: &Args) -> Result<DawnConfig, ConfigError> {
+    let mut loader = ConfigLoader::new().process_env();
+    if let Some(file) = &args.config {
+        loader = loader.file(file);
+    }
+    if let Some(v) = &args.data_root {
+        loader = loader.set_flag("node.data_root", "--data-root", v);
+    }
+    if !args.listen.is_empty() {
+        loader = loader.set_flag("node.listen", "--listen", &args.listen);
+    }
+    if let Some(v) = &args.api_listen {
+        loader = loader.set_flag("api.listen", "--api-listen", v);
+    }
+    if args.no_api {
+        loader = loader.set_flag("api.enabled", "--no-api", false);
+    }
+    if let Some(v) = &args.log_level {
+        loader = loader.set_flag("logging.level", "--log-level", v);
+    }
+    if let Some(v) = &args.log_format {
+        loader = loader.set_flag("logging.format", "--log-format", v);
+    }
+    let mut config = loader.load()?;
+    let mut issues = Vec::new();
+    for peer in &args.peer {
+        match peer.parse::<Multiaddr>() {
+            Ok(addr) => config.node.bootstrap.push(addr),
+            Err(e) => issues.push(dawn_core::config::ConfigIssue {
+                key: "node.bootstrap".into(),
+                message: format!("{peer:?} is not a multiaddr ({e})"),
+                source: Some("command-line flag --peer".into()),
+            }),
+        }
+    }
+    if !args.peer.is_empty() {
+        issues.extend(
+            config
+                .validate()
+                .into_iter()
+                .filter(|i| i.key == "node.bootstrap")
+                .map(|mut i| {
+                    i.source = Some("command-line flag --peer or the config".into());
+                    i
+                }),
+        );
+    }
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dawn-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    if args.print_config {
+        match toml::to_string_pretty(&config) {
+            Ok(s) => {
+                print!("{s}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("dawn-node: cannot print the configuration: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let settings = LogSettings {
+        level: config.logging.level.clone(),
+        format: match config.logging.format {
+            LogFormat::Text => logging::LogFormat::Text,
+            LogFormat::Json => logging::LogFormat::Json,
+        },
+        file: config.logging.file.clone(),
+    };
+    if let Err(e) = logging::init(&settings) {
+        eprintln!("dawn-node: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dawn-node: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: DawnConfig) -> ExitCode {
+    let node = match NodeBuilder::new(config).start().await {
+        Ok(node) => node,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the node");
+            eprintln!("dawn-node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("dawn-node {} running", dawn_core::VERSION);
+    eprintln!("  peer id:  {}", node.peer_id());
+    for addr in node.dial_addrs() {
+        eprintln!("  listen:   {addr}");
+    }
+    if let Some(api) = node.api_addr() {
+        eprintln!(
+            "  api:      http://{api} (token in {})",
+            node.data_dir().api_token().display()
+        );
+    }
+    eprintln!("  data:     {}", node.data_dir().root().display());
+
+    if let Err(e) = shutdown_signal().await {
+        tracing::error!(error = %e, "cannot listen for signals");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("signal received; shutting down (send another to exit at once)");
+    let graceful = node.shutdown();
+    tokio::select! {
+        () = graceful => {
+            tracing::info!("shutdown complete");
+            ExitCode::SUCCESS
+        }
+        _ = shutdown_signal() => {
+            tracing::warn!("second signal; exiting at once");
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

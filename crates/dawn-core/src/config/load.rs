@@ -61,7 +61,7 @@ pub enum ConfigError {
 pub struct ConfigLoader {
     file: Option<PathBuf>,
     env: Vec<(String, String)>,
-    flags: Vec<(String, Value)>,
+    flags: Vec<(String, String, Value)>,
 }
 
 /// A figment provider for one layer of already-collected values.
@@ -134,9 +134,16 @@ impl ConfigLoader {
     }
 
     /// Overrides one key, as a command-line flag does.
-    pub fn set(mut self, key: &str, value: impl Serialize) -> Self {
+    pub fn set(self, key: &str, value: impl Serialize) -> Self {
+        let flag = format!("--{key}");
+        self.set_flag(key, &flag, value)
+    }
+
+    /// Overrides one key from a named command-line flag (the name appears
+    /// in error messages).
+    pub fn set_flag(mut self, key: &str, flag: &str, value: impl Serialize) -> Self {
         match Value::serialize(value) {
-            Ok(v) => self.flags.push((key.to_owned(), v)),
+            Ok(v) => self.flags.push((key.to_owned(), flag.to_owned(), v)),
             Err(e) => tracing::warn!(key, error = %e, "ignoring an unserializable override"),
         }
         self
@@ -222,15 +229,11 @@ impl ConfigLoader {
                 dict: dawn,
             });
         }
-        if !self.flags.is_empty() {
+        for (key, flag, value) in self.flags {
             let mut dict = Dict::new();
-            for (key, value) in self.flags {
-                nest_into(&mut dict, &key, value);
-            }
+            nest_into(&mut dict, &key, value);
             figment = figment.merge(Layer {
-                metadata: Metadata::named("command-line flag").interpolater(
-                    |_profile: &Profile, keys: &[&str]| format!("--{}", keys.join(".")),
-                ),
+                metadata: Metadata::named(format!("command-line flag {flag}")),
                 dict,
             });
         }
@@ -242,7 +245,13 @@ impl ConfigLoader {
         if let Some(file) = config.logging.file.take() {
             config.logging.file = Some(expand_home(file));
         }
-        let issues = config.validate();
+        let mut issues = config.validate();
+        for issue in &mut issues {
+            if let Some(md) = figment.find_metadata(&issue.key) {
+                let path: Vec<String> = issue.key.split('.').map(str::to_owned).collect();
+                issue.source = Some(describe_source(md, &path));
+            }
+        }
         if issues.is_empty() {
             Ok(config)
         } else {
@@ -258,7 +267,9 @@ fn issues_from(error: figment::Error) -> Vec<ConfigIssue> {
             let mut path = e.path.clone();
             let message = match &e.kind {
                 figment::error::Kind::UnknownField(field, expected) => {
-                    path.push(field.clone());
+                    if path.last() != Some(field) {
+                        path.push(field.clone());
+                    }
                     format!(
                         "unknown key (allowed here: {})",
                         expected
@@ -293,10 +304,11 @@ fn issues_from(error: figment::Error) -> Vec<ConfigIssue> {
 fn describe_source(md: &Metadata, path: &[String]) -> String {
     match &md.source {
         Some(figment::Source::File(file)) => format!("config file {}", display(file)),
-        _ if md.name == "environment variable" || md.name == "command-line flag" => {
+        _ if md.name == "environment variable" => {
             let keys: Vec<&str> = path.iter().map(String::as_str).collect();
             format!("{} {}", md.name, md.interpolate(&Profile::Default, &keys))
         }
+        _ if md.name.starts_with("Serialized") => "defaults".into(),
         _ => md.name.to_string(),
     }
 }

@@ -131,25 +131,34 @@ fn de_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, 
 }
 
 fn de_multiaddrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Multiaddr>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    let list = match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    };
-    list.into_iter()
-        .map(|s| {
-            s.parse::<Multiaddr>().map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "{s:?} is not a multiaddr ({e}; e.g. /ip4/0.0.0.0/tcp/8000 or /ip4/10.0.0.2/tcp/8000/p2p/<peer-id>)"
-                ))
-            })
+    struct V;
+    fn parse<E: serde::de::Error>(s: &str) -> Result<Multiaddr, E> {
+        s.parse::<Multiaddr>().map_err(|e| {
+            E::custom(format!(
+                "{s:?} is not a multiaddr ({e}; e.g. /ip4/0.0.0.0/tcp/8000 or /ip4/10.0.0.2/tcp/8000/p2p/<peer-id>)"
+            ))
         })
-        .collect()
+    }
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<Multiaddr>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a multiaddr or a list of multiaddrs")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![parse(v)?])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(parse(&s)?);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 fn addr(s: &str) -> Multiaddr {
