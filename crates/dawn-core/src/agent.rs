@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use dawn_resilience::{Deadline, ErrorKind};
 use dawn_transport::PeerId;
 use rmcp::model::{
-    CallToolResult, GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource,
-    ResourceTemplate, Tool,
+    CallToolResult, CompleteRequestParams, CompleteResult, GetPromptResult, JsonObject, Prompt,
+    ReadResourceResult, Resource, ResourceTemplate, Tool,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -92,17 +92,44 @@ pub trait Agent: Send + Sync + 'static {
         ))
     }
 
+    /// Suggests values for a prompt or resource-template argument (MCP
+    /// `completion/complete`). The default suggests nothing.
+    async fn complete(
+        &self,
+        ctx: &CallContext,
+        params: CompleteRequestParams,
+    ) -> Result<CompleteResult, CallError> {
+        let _ = (ctx, params);
+        Ok(CompleteResult::default())
+    }
+
+    /// A client wants `notifications/resources/updated` for `uri`. Report
+    /// changes with [`AgentHandle::resource_updated`]. The default accepts
+    /// any URI the agent lists.
+    async fn subscribe(&self, ctx: &CallContext, uri: &str) -> Result<(), CallError> {
+        let _ = (ctx, uri);
+        Ok(())
+    }
+
+    /// The last subscriber to `uri` went away.
+    async fn unsubscribe(&self, ctx: &CallContext, uri: &str) -> Result<(), CallError> {
+        let _ = (ctx, uri);
+        Ok(())
+    }
+
     /// Called once when the agent is added to a node. Keep the handle to tell
-    /// the node when the agent's tools, resources or prompts change.
+    /// the node when the agent's tools, resources or prompts change, or when
+    /// a resource's content changes.
     fn attach(&self, handle: AgentHandle) {
         let _ = handle;
     }
 }
 
-/// Lets an agent tell its node that its lists changed.
+/// Lets an agent tell its node that its lists or resources changed.
 #[derive(Clone)]
 pub struct AgentHandle {
     pub(crate) notify: Arc<dyn Fn() + Send + Sync>,
+    pub(crate) updated: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -116,6 +143,12 @@ impl AgentHandle {
     /// them (and, where it applies, tells connected clients and peers).
     pub fn lists_changed(&self) {
         (self.notify)()
+    }
+
+    /// The content of the resource at `uri` changed: subscribers (local MCP
+    /// clients and remote nodes) get `notifications/resources/updated`.
+    pub fn resource_updated(&self, uri: &str) {
+        (self.updated)(uri)
     }
 }
 

@@ -67,6 +67,18 @@ impl AgentEntry {
         self.tools.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The agent's full description.
+    pub(crate) fn descriptor(&self) -> crate::descriptor::AgentDescriptor {
+        crate::descriptor::AgentDescriptor {
+            id: self.id.to_string(),
+            description: self.agent.description(),
+            tools: self.tools(),
+            resources: self.agent.resources(),
+            resource_templates: self.agent.resource_templates(),
+            prompts: self.agent.prompts(),
+        }
+    }
+
     /// The agent's tools, sorted by name.
     pub(crate) fn tools(&self) -> Vec<Tool> {
         let table = self.tool_table();
@@ -240,14 +252,18 @@ async fn handle_method(
             }
             to_value(agent.get_prompt(&ctx, &name, arguments).await?)
         }
-        "dawn/describe" => Ok(json!({
-            "id": entry.id,
-            "description": agent.description(),
-            "tools": entry.tools(),
-            "resources": agent.resources(),
-            "resourceTemplates": agent.resource_templates(),
-            "prompts": agent.prompts(),
-        })),
+        "dawn/describe" => to_value(entry.descriptor()),
+        "completion/complete" => {
+            let params: rmcp::model::CompleteRequestParams =
+                serde_json::from_value(params.unwrap_or(Value::Null)).map_err(|e| {
+                    CallError::new(
+                        ErrorKind::InvalidParams,
+                        format!("invalid completion request: {e}"),
+                    )
+                })?;
+            to_value(agent.complete(&ctx, params).await?)
+        }
+        "logging/setLevel" => Ok(json!({})),
         other => Err(CallError::new(
             ErrorKind::MethodNotFound,
             format!("method {other:?} is not supported by agent {}", entry.id),

@@ -75,6 +75,12 @@ async fn handle(shared: Arc<NodeShared>, mut call: InboundCall) {
         request_id = %request.id.as_ref().map(ToString::to_string).unwrap_or_default(),
     );
     async move {
+        if let Some(response) = node_method(&shared, &mut call, &request).await {
+            metrics::counter!("dawn_calls_total", "direction" => "inbound", "method" => method, "status" => "ok").increment(1);
+            let body = response.map(|r| Bytes::from(r.to_bytes())).unwrap_or_default();
+            call.respond(body).await;
+            return;
+        }
         let Some(entry) = shared.agents.get(call.agent()) else {
             let error = CallError::new(
                 ErrorKind::UnknownAgent,
@@ -109,6 +115,56 @@ async fn handle(shared: Arc<NodeShared>, mut call: InboundCall) {
     .await
 }
 
+/// Methods answered by the node itself rather than one agent. Returns
+/// `None` when `request` is not one of them.
+async fn node_method(
+    shared: &Arc<NodeShared>,
+    call: &mut InboundCall,
+    request: &Request,
+) -> Option<Option<Response>> {
+    match request.method.as_str() {
+        NODE_AGENTS_METHOD => Some(request.id.clone().map(|id| {
+            Response::ok(
+                id,
+                serde_json::json!({ "agents": shared.local_descriptors() }),
+            )
+        })),
+        super::resources::WATCH_METHOD => {
+            let uri = request
+                .params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let id = request.id.clone()?;
+            let Some(uri) = uri else {
+                return Some(Some(Response::err(
+                    id,
+                    CallError::new(ErrorKind::InvalidParams, "params.uri must be a string"),
+                )));
+            };
+            let upstream = Arc::new(PeerUpstream::new(call.events(), call.take_replies()));
+            let result = super::resources::watch_local(
+                shared,
+                call.agent(),
+                &uri,
+                Caller::Peer(call.peer()),
+                upstream,
+                call.cancellation(),
+            )
+            .await;
+            Some(Some(match result {
+                Ok(()) => Response::ok(id, serde_json::json!({})),
+                Err(error) => Response::err(id, error),
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// The node-level method listing every local agent with its full description.
+pub(crate) const NODE_AGENTS_METHOD: &str = "dawn/agents";
+
 /// A bounded label for the method (never raw client input).
 pub(crate) fn method_label(method: &str) -> &'static str {
     match method {
@@ -121,6 +177,9 @@ pub(crate) fn method_label(method: &str) -> &'static str {
         "prompts/list" => "prompts_list",
         "ping" => "ping",
         "dawn/describe" => "describe",
+        "dawn/agents" => "agents",
+        "dawn/watch_resource" => "watch_resource",
+        "completion/complete" => "complete",
         _ => "other",
     }
 }

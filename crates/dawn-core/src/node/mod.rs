@@ -3,6 +3,7 @@
 mod inbound;
 mod outbound;
 mod peering;
+mod resources;
 
 use std::{
     collections::HashMap,
@@ -31,6 +32,7 @@ use crate::{
     agent_table::{AgentEntry, AgentTable},
     config::DawnConfig,
     data_dir::{DataDir, DataDirLock},
+    descriptor::AgentDescriptor,
     error::NodeError,
     jsonrpc::{CallError, Request},
     system_agent::SystemAgent,
@@ -52,6 +54,13 @@ pub enum NodeEvent {
     AgentRemoved(String),
     /// A local agent's tools, resources or prompts changed.
     AgentChanged(String),
+    /// A local agent reported that a resource's content changed.
+    ResourceUpdated {
+        /// The agent.
+        agent: String,
+        /// The resource URI.
+        uri: String,
+    },
     /// The node began shutting down.
     ShuttingDown,
 }
@@ -118,7 +127,9 @@ pub(crate) struct NodeShared {
     pub(crate) store: Store,
     pub(crate) transport: Transport,
     pub(crate) agents: AgentTable,
-    pub(crate) remote_agents: RwLock<HashMap<PeerId, Vec<AgentSummary>>>,
+    pub(crate) remote_agents: RwLock<HashMap<PeerId, Vec<AgentDescriptor>>>,
+    /// Watchers per (agent, uri) of local resources.
+    pub(crate) subscriptions: Mutex<HashMap<(String, String), usize>>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) started: Instant,
     pub(crate) shutting_down: AtomicBool,
@@ -228,6 +239,7 @@ impl NodeBuilder {
             transport,
             agents: AgentTable::default(),
             remote_agents: RwLock::new(HashMap::new()),
+            subscriptions: Mutex::new(HashMap::new()),
             events,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
@@ -290,7 +302,14 @@ impl NodeShared {
     }
 
     pub(crate) fn local_agents(&self) -> Vec<AgentSummary> {
-        self.agents.all().iter().map(|e| summarize(e)).collect()
+        self.local_descriptors()
+            .iter()
+            .map(AgentDescriptor::summary)
+            .collect()
+    }
+
+    pub(crate) fn local_descriptors(&self) -> Vec<AgentDescriptor> {
+        self.agents.all().iter().map(|e| e.descriptor()).collect()
     }
 
     pub(crate) fn dial_addrs(&self) -> Vec<Multiaddr> {
@@ -337,28 +356,6 @@ pub(crate) fn peer_json(p: &PeerInfo) -> Value {
         "agent_version": p.agent_version,
         "rtt_ms": p.rtt.map(|d| d.as_secs_f64() * 1000.0),
     })
-}
-
-fn summarize(entry: &AgentEntry) -> AgentSummary {
-    AgentSummary {
-        id: entry.id.to_string(),
-        description: entry.agent.description(),
-        tools: entry
-            .tools()
-            .into_iter()
-            .map(|t| ToolSummary {
-                name: t.name.to_string(),
-                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
-                read_only: t
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.read_only_hint)
-                    .unwrap_or(false),
-            })
-            .collect(),
-        resources: entry.agent.resources().len(),
-        prompts: entry.agent.prompts().len(),
-    }
 }
 
 impl Node {
@@ -430,11 +427,44 @@ impl Node {
 
     /// Agents on connected peers, as last reported by them.
     pub fn remote_agents(&self) -> HashMap<PeerId, Vec<AgentSummary>> {
+        self.remote_descriptors()
+            .into_iter()
+            .map(|(peer, agents)| (peer, agents.iter().map(AgentDescriptor::summary).collect()))
+            .collect()
+    }
+
+    /// Full descriptions of the agents on connected peers.
+    pub fn remote_descriptors(&self) -> HashMap<PeerId, Vec<AgentDescriptor>> {
         self.shared
             .remote_agents
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Full descriptions of the local agents.
+    pub fn local_descriptors(&self) -> Vec<AgentDescriptor> {
+        self.shared.local_descriptors()
+    }
+
+    /// Watches a resource of any agent (local or remote) until `cancel`
+    /// fires, delivering `notifications/resources/updated` to `upstream`.
+    pub async fn watch_resource(
+        &self,
+        address: &AgentAddress,
+        uri: &str,
+        upstream: Arc<dyn Upstream>,
+        cancel: CancellationToken,
+    ) -> Result<(), CallError> {
+        resources::watch(
+            &self.shared,
+            address,
+            uri,
+            crate::agent::Caller::Api,
+            upstream,
+            cancel,
+        )
+        .await
     }
 
     /// Adds an agent to the running node.
@@ -451,11 +481,21 @@ impl Node {
         }
         let weak = Arc::downgrade(&self.shared);
         let weak_entry = Arc::downgrade(&entry);
+        let weak_updated = Arc::downgrade(&self.shared);
+        let agent_id = id.to_string();
         agent.attach(AgentHandle {
             notify: Arc::new(move || {
                 if let (Some(shared), Some(entry)) = (weak.upgrade(), weak_entry.upgrade()) {
                     entry.refresh_tools();
                     shared.emit(NodeEvent::AgentChanged(entry.id.to_string()));
+                }
+            }),
+            updated: Arc::new(move |uri: &str| {
+                if let Some(shared) = weak_updated.upgrade() {
+                    shared.emit(NodeEvent::ResourceUpdated {
+                        agent: agent_id.clone(),
+                        uri: uri.to_owned(),
+                    });
                 }
             }),
         });

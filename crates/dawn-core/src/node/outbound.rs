@@ -119,6 +119,14 @@ async fn send_local(
     options: CallOptions,
     timeout: Duration,
 ) -> Option<Response> {
+    if request.method == super::inbound::NODE_AGENTS_METHOD {
+        return request.id.map(|id| {
+            Response::ok(
+                id,
+                serde_json::json!({ "agents": shared.local_descriptors() }),
+            )
+        });
+    }
     let Some(entry) = shared.agents.get(address.agent.as_str()) else {
         return request.id.map(|id| {
             Response::err(

@@ -6,12 +6,12 @@ use std::{sync::Arc, time::Duration};
 use dawn_store::AddressSource;
 use dawn_transport::{Multiaddr, PeerId, TransportEvent};
 use libp2p::multiaddr::Protocol;
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{AgentSummary, NodeEvent, NodeShared, now_ms};
+use super::{NodeEvent, NodeShared, now_ms};
 use crate::{
     address::{AgentAddress, AgentId},
+    descriptor::AgentDescriptor,
     jsonrpc::Request,
     system_agent::SYSTEM_AGENT_ID,
 };
@@ -122,27 +122,22 @@ pub(super) async fn watch_transport(shared: Arc<NodeShared>) {
     }
 }
 
-/// Asks a peer's `system` agent which agents it has.
+/// Asks a peer which agents it has, with their full descriptions.
 async fn learn_agents(shared: &Arc<NodeShared>, peer: PeerId) {
     let Ok(system) = AgentId::new(SYSTEM_AGENT_ID) else {
         return;
     };
     let address = AgentAddress::remote(peer, system);
-    let request = Request::new(
-        0,
-        "tools/call",
-        Some(json!({ "name": "info", "arguments": {} })),
-    );
+    let request = Request::new(0, super::inbound::NODE_AGENTS_METHOD, None);
     let node = super::Node {
         shared: shared.clone(),
     };
     let options = super::CallOptions::default().with_timeout(Duration::from_secs(10));
     let agents = match node.request(&address, request, options).await {
         Ok(result) => result
-            .get("structuredContent")
-            .and_then(|s| s.get("agents"))
+            .get("agents")
             .cloned()
-            .and_then(|a| serde_json::from_value::<Vec<AgentSummary>>(a).ok()),
+            .and_then(|a| serde_json::from_value::<Vec<AgentDescriptor>>(a).ok()),
         Err(error) => {
             tracing::debug!(%peer, %error, "cannot learn the peer's agents");
             None
