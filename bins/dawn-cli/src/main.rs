@@ -1,1 +1,49 @@
-fn main() {}
+//! `dawn-cli`: the command-line client for a running Dawn node.
+//!
+//! It finds the node's HTTP API through the data directory (`api.addr`,
+//! `api.token`) or `--api`, and prints tables for people or JSON for
+//! scripts. Errors are one line on stderr and a non-zero exit status.
+
+mod api_client;
+mod bench;
+mod cli;
+mod commands;
+mod endpoint;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::{api_client::ApiClient, api_client::ApiError, cli::Cli, endpoint::Endpoint};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            // Errors the node reported read `error: <message> (<kind>, code N)`;
+            // problems on this side (no node, no token, ...) name the program.
+            let prefix = match error.downcast_ref::<ApiError>() {
+                Some(ApiError::Remote(_)) => "error",
+                _ => "dawn-cli",
+            };
+            let _ = output::stderr(&format!("{prefix}: {error:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let endpoint = Endpoint::resolve(&cli.global)?;
+    let pool_size = match &cli.command {
+        cli::Command::Bench(bench) => usize::try_from(bench.concurrency).unwrap_or(usize::MAX),
+        _ => 1,
+    };
+    let client = ApiClient::new(endpoint, pool_size)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(commands::run(cli.command, &client, cli.global.json))
+}

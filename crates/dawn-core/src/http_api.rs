@@ -75,9 +75,10 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/tools", get(tools))
         .route("/api/v1/call", post(call))
-        .route("/api/v1/rpc", post(rpc))
+        .route("/api/v1/rpc", post(rpc));
+    let protected = crate::mcp_gateway::routes(api, &node)
         .route_layer(middleware::from_fn_with_state(node.clone(), require_token));
-    api.fallback(not_found).with_state(node)
+    protected.fallback(not_found).with_state(node)
 }
 
 async fn not_found() -> ApiError {
@@ -170,7 +171,7 @@ async fn tools(
         .request(
             &address,
             Request::new(1, "tools/list", None),
-            CallOptions::default().from_api(),
+            CallOptions::default().for_api_client(),
         )
         .await
         .map_err(ApiError)?;
@@ -191,7 +192,7 @@ struct CallBody {
 }
 
 fn options(timeout_ms: Option<u64>) -> CallOptions {
-    let mut options = CallOptions::default().from_api();
+    let mut options = CallOptions::default().for_api_client();
     if let Some(ms) = timeout_ms {
         options = options.with_timeout(Duration::from_millis(ms));
     }

@@ -48,6 +48,7 @@ mod descriptor;
 mod error;
 pub mod http_api;
 pub mod jsonrpc;
+pub mod mcp_gateway;
 mod node;
 mod system_agent;
 

@@ -190,16 +190,17 @@ fn newer_version_names_newer_dawn_and_is_untouched() {
 }
 
 #[test]
-fn encrypted_key_file_needs_a_passphrase() {
+fn unknown_encryption_scheme_is_refused_and_untouched() {
     let (_dir, path, _) = existing_key();
-    let encrypted = br#"{"format":"dawn-node-key","version":1,"key_type":"ed25519","encryption":"aes-256-gcm","public_key":"00","kdf":{"name":"argon2id"},"salt":"00","nonce":"00","ciphertext":"00"}"#;
+    let encrypted = br#"{"format":"dawn-node-key","version":1,"key_type":"ed25519","encryption":"chacha20-poly1305","public_key":"00","kdf":{"name":"scrypt"},"salt":"00","nonce":"00","ciphertext":"00"}"#;
     let err = load_error_for(&path, encrypted);
     assert!(
         matches!(err, IdentityError::UnsupportedEncryption { .. }),
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("a passphrase is required"),
+        err.to_string()
+            .contains("encrypted (chacha20-poly1305), which this version of Dawn cannot decrypt"),
         "{err}"
     );
 }

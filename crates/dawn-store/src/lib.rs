@@ -3,7 +3,9 @@
 //! `dawn-store` keeps everything a node persists between runs in one [redb] file: typed tables
 //! whose values are JSON records (so records can gain fields without a migration), a schema
 //! version with forward migrations run on open, and a health probe. Domains live in their own
-//! modules; today that is the peer address book ([`AddressSource`], [`PeerEntry`]).
+//! modules: the peer address book ([`AddressSource`], [`PeerEntry`]), trust records
+//! ([`TrustEntry`]) and peer reputation ([`ReputationEntry`]). The meaning of trust levels and
+//! reputation scores belongs to `dawn-security`; this crate only keeps the records.
 //!
 //! Identifiers such as peer ids and addresses are plain strings here, and times are unix
 //! milliseconds passed in by the caller, so the crate depends on neither libp2p nor a clock.
@@ -35,11 +37,16 @@
 //! [redb]: https://docs.rs/redb
 
 mod error;
+mod json_table;
 mod peers;
+mod reputation;
 mod schema;
 mod store;
+mod trust;
 
 pub use error::StoreError;
 pub use peers::{AddressEntry, AddressSource, MAX_ADDRESSES_PER_PEER, PeerEntry};
+pub use reputation::ReputationEntry;
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;
+pub use trust::{TrustEntry, TrustSource};

@@ -17,6 +17,13 @@
 //! 2. open the table in [`create_tables`], so new databases get it;
 //! 3. bump [`SCHEMA_VERSION`] and append a [`Migration`] to [`MIGRATIONS`] whose step opens
 //!    the table (a write transaction creates a table on open) and converts any data.
+//!
+//! # History
+//!
+//! | version | tables                                   | step from the previous version |
+//! |---------|------------------------------------------|--------------------------------|
+//! | 1       | `meta`, `peers`                          | (first version)                |
+//! | 2       | `meta`, `peers`, `trust`, `reputation`   | creates `trust` and `reputation` (empty) |
 
 use std::path::Path;
 
@@ -25,10 +32,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::StoreError;
-use crate::peers;
+use crate::{peers, reputation, trust};
 
 /// The schema version this build writes, and the newest it can read.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The name of the [`META`] table.
 pub(crate) const META_TABLE: &str = "meta";
@@ -46,17 +53,31 @@ pub(crate) struct Migration {
     pub(crate) from: u32,
     /// What the step changes, for the log.
     pub(crate) description: &'static str,
-    /// Applies the step inside the open's write transaction.
-    pub(crate) apply: fn(&WriteTransaction) -> Result<(), StoreError>,
+    /// Applies the step inside the open's write transaction; the path is the database file's,
+    /// for error messages.
+    pub(crate) apply: fn(&Path, &WriteTransaction) -> Result<(), StoreError>,
 }
 
 /// The migration steps of this build, oldest first: step `i` upgrades from version `i + 1`.
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    description: "add the trust and reputation tables",
+    apply: add_trust_and_reputation_tables,
+}];
+
+/// Step 1 -> 2: creates the (empty) `trust` and `reputation` tables.
+fn add_trust_and_reputation_tables(path: &Path, txn: &WriteTransaction) -> Result<(), StoreError> {
+    trust::create_table(path, txn)?;
+    reputation::create_table(path, txn)?;
+    Ok(())
+}
 
 /// Creates every table of the current schema (a write transaction creates a table on open).
 pub(crate) fn create_tables(path: &Path, txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(META).map_err(redb_error(path))?;
     txn.open_table(peers::PEERS).map_err(redb_error(path))?;
+    trust::create_table(path, txn)?;
+    reputation::create_table(path, txn)?;
     Ok(())
 }
 
@@ -125,7 +146,7 @@ pub(crate) fn prepare(
                 ),
             });
         };
-        (step.apply)(txn).map_err(|source| StoreError::Migration {
+        (step.apply)(path, txn).map_err(|source| StoreError::Migration {
             path: path.to_path_buf(),
             from,
             to,

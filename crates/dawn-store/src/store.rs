@@ -204,7 +204,7 @@ mod tests {
     const ADDED_BY_MIGRATION: TableDefinition<&str, &[u8]> =
         TableDefinition::new("added_by_migration");
 
-    fn create_added_table(txn: &WriteTransaction) -> Result<(), StoreError> {
+    fn create_added_table(_path: &Path, txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut table = txn
             .open_table(ADDED_BY_MIGRATION)
             .map_err(|error| StoreError::from_redb(Path::new("test"), error))?;
@@ -214,7 +214,7 @@ mod tests {
         Ok(())
     }
 
-    fn failing_step(_txn: &WriteTransaction) -> Result<(), StoreError> {
+    fn failing_step(_path: &Path, _txn: &WriteTransaction) -> Result<(), StoreError> {
         Err(StoreError::Corrupt {
             path: PathBuf::from("test"),
             detail: "step failed on purpose".to_string(),
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn several_steps_run_in_order() {
-        fn step_2_to_3(txn: &WriteTransaction) -> Result<(), StoreError> {
+        fn step_2_to_3(_path: &Path, txn: &WriteTransaction) -> Result<(), StoreError> {
             // Relies on step 1 -> 2 having created the table in the same transaction.
             let mut table = txn
                 .open_table(ADDED_BY_MIGRATION)

@@ -96,6 +96,36 @@ pub const KEYS: &[KeyDoc] = &[
         "Log line format on stderr (and in the log file). Also set by `LOG_FORMAT`.",
     ),
     key(
+        "mcp.enabled",
+        "bool",
+        "Serve the MCP endpoints `/mcp`, `/mcp/agents/{agent}` and `/mcp/peers/{peer}/agents/{agent}` on the API server.",
+    ),
+    key(
+        "mcp.allowed_hosts",
+        "list of strings",
+        "`Host` header values accepted besides loopback and the API address (protection against DNS rebinding), e.g. `dawn.example.com:443`.",
+    ),
+    key(
+        "mcp.allowed_origins",
+        "list of strings",
+        "Browser origins allowed to use the MCP endpoints, e.g. `https://app.example.com:443`. Empty: requests with an `Origin` header are refused.",
+    ),
+    key(
+        "mcp.max_body_size",
+        "size",
+        "Largest MCP request body; larger ones get HTTP 413.",
+    ),
+    key(
+        "mcp.page_size",
+        "integer",
+        "Items per page of tools/resources/prompts lists (1 to 1000); clients follow `nextCursor`.",
+    ),
+    key(
+        "mcp.conformance_agent",
+        "bool",
+        "Serve the built-in `conformance` agent with the fixtures of the official MCP conformance suite. For testing only.",
+    ),
+    key(
         "logging.file",
         "path",
         "Also append logs to this file. Unset by default.",

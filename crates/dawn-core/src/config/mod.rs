@@ -23,6 +23,7 @@ pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
 /// The whole configuration of a node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct DawnConfig {
     /// Identity, data and peer-to-peer addresses.
     pub node: NodeSection,
@@ -32,6 +33,43 @@ pub struct DawnConfig {
     pub transport: TransportSection,
     /// Log level, format and destination.
     pub logging: LoggingSection,
+    /// The MCP endpoints for standard clients.
+    pub mcp: McpSection,
+}
+
+/// `[mcp]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpSection {
+    /// Serve `/mcp`, `/mcp/agents/{agent}` and `/mcp/peers/{peer}/agents/{agent}`.
+    pub enabled: bool,
+    /// Extra `Host` header values accepted besides loopback (DNS-rebinding
+    /// protection), e.g. `dawn.example.com` or `dawn.example.com:443`.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the endpoints (e.g.
+    /// `https://app.example.com:443`); empty refuses every request that
+    /// carries an `Origin` header.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted (larger ones get 413).
+    pub max_body_size: ByteSize,
+    /// Items per page of `tools/list`, `resources/list`, `prompts/list`.
+    pub page_size: usize,
+    /// Serve the built-in `conformance` agent with the fixtures the official
+    /// MCP conformance suite expects (testing only).
+    pub conformance_agent: bool,
+}
+
+impl Default for McpSection {
+    fn default() -> Self {
+        McpSection {
+            enabled: true,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_size: ByteSize(4 << 20),
+            page_size: 100,
+            conformance_agent: false,
+        }
+    }
 }
 
 /// `[node]`
@@ -211,17 +249,6 @@ impl Default for LoggingSection {
     }
 }
 
-impl Default for DawnConfig {
-    fn default() -> Self {
-        DawnConfig {
-            node: NodeSection::default(),
-            api: ApiSection::default(),
-            transport: TransportSection::default(),
-            logging: LoggingSection::default(),
-        }
-    }
-}
-
 impl DawnConfig {
     /// A configuration for tests and embedded use: data in `data_root`, P2P
     /// on a free TCP port of 127.0.0.1, API on a free port of 127.0.0.1.
@@ -291,6 +318,24 @@ impl DawnConfig {
                 format!(
                     "{} is out of range (allowed: 0s to 1h)",
                     self.node.shutdown_grace
+                ),
+            );
+        }
+        if !(1..=1000).contains(&self.mcp.page_size) {
+            issue(
+                "mcp.page_size",
+                format!(
+                    "{} is out of range (allowed: 1 to 1000)",
+                    self.mcp.page_size
+                ),
+            );
+        }
+        if !(1024..=(256 << 20)).contains(&self.mcp.max_body_size.0) {
+            issue(
+                "mcp.max_body_size",
+                format!(
+                    "{} is out of range (allowed: 1KiB to 256MiB)",
+                    self.mcp.max_body_size
                 ),
             );
         }

@@ -57,7 +57,7 @@ impl CallOptions {
         self
     }
 
-    pub(crate) fn from_api(mut self) -> Self {
+    pub(crate) fn for_api_client(mut self) -> Self {
         self.caller = Some(Caller::Api);
         self
     }

@@ -97,11 +97,9 @@ pub(crate) async fn watch_local(
     };
     let mut ctx = CallContext::new(caller.clone(), Deadline::after(WATCH_BUDGET));
     ctx.cancel = cancel.clone();
-    if first {
-        if let Err(error) = entry.agent.subscribe(&ctx, uri).await {
-            release(shared, &key);
-            return Err(error);
-        }
+    if first && let Err(error) = entry.agent.subscribe(&ctx, uri).await {
+        release(shared, &key);
+        return Err(error);
     }
     tracing::debug!(agent = agent_id, uri, ?caller, "resource watch started");
     loop {

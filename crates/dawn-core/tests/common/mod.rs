@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dawn_core::{
-    Agent, AgentAddress, CallContext, CallError, DawnConfig, Node, NodeBuilder, NodeEvent, PeerId,
-    mcp::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations},
+    Agent, AgentAddress, AgentHandle, CallContext, CallError, DawnConfig, ErrorKind, Node,
+    NodeBuilder, NodeEvent, PeerId,
+    mcp::{
+        CallToolResult, ContentBlock, GetPromptResult, JsonObject, Prompt, PromptArgument,
+        PromptMessage, ReadResourceResult, Resource, ResourceContents, Role, Tool, ToolAnnotations,
+    },
 };
 use serde_json::{Value, json};
 
@@ -18,12 +22,16 @@ pub fn schema(v: Value) -> JsonObject {
 /// `sleep` tool does on `probe` ("sleep-started", "sleep-stopped").
 pub struct TestAgent {
     pub probe: tokio::sync::broadcast::Sender<&'static str>,
+    handle: std::sync::Mutex<Option<AgentHandle>>,
+    memo: std::sync::Mutex<String>,
 }
 
 impl TestAgent {
     pub fn new() -> Self {
         TestAgent {
             probe: tokio::sync::broadcast::channel(64).0,
+            handle: std::sync::Mutex::new(None),
+            memo: std::sync::Mutex::new("first".into()),
         }
     }
 }
@@ -67,6 +75,13 @@ impl Agent for TestAgent {
                 schema(json!({"type": "object"})),
             ),
             Tool::new(
+                "set_memo",
+                "changes the memo://note resource",
+                schema(
+                    json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+                ),
+            ),
+            Tool::new(
                 "blob",
                 "returns a text of n bytes",
                 schema(
@@ -75,6 +90,51 @@ impl Agent for TestAgent {
             ),
         ]
     }
+    fn resources(&self) -> Vec<Resource> {
+        vec![Resource::new("memo://note", "note").with_description("a note that set_memo changes")]
+    }
+    fn prompts(&self) -> Vec<Prompt> {
+        vec![Prompt::new(
+            "greet",
+            Some("greets someone"),
+            Some(vec![PromptArgument::new("name").with_required(true)]),
+        )]
+    }
+    async fn read_resource(
+        &self,
+        _ctx: &CallContext,
+        uri: &str,
+    ) -> Result<ReadResourceResult, CallError> {
+        if uri != "memo://note" {
+            return Err(CallError::new(
+                ErrorKind::UnknownResource,
+                format!("no resource {uri}"),
+            ));
+        }
+        let text = self.memo.lock().unwrap().clone();
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(
+            text, uri,
+        )]))
+    }
+    async fn get_prompt(
+        &self,
+        _ctx: &CallContext,
+        _name: &str,
+        args: JsonObject,
+    ) -> Result<GetPromptResult, CallError> {
+        let who = args
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("nobody")
+            .to_owned();
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(
+            Role::User,
+            format!("Say hello to {who}"),
+        )]))
+    }
+    fn attach(&self, handle: AgentHandle) {
+        *self.handle.lock().unwrap() = Some(handle);
+    }
     async fn call_tool(
         &self,
         ctx: &CallContext,
@@ -82,6 +142,13 @@ impl Agent for TestAgent {
         args: JsonObject,
     ) -> Result<CallToolResult, CallError> {
         match name {
+            "set_memo" => {
+                *self.memo.lock().unwrap() = args["text"].as_str().unwrap().to_owned();
+                if let Some(h) = self.handle.lock().unwrap().as_ref() {
+                    h.resource_updated("memo://note");
+                }
+                Ok(CallToolResult::success(vec![ContentBlock::text("ok")]))
+            }
             "add" => {
                 let a = args["a"].as_i64().unwrap();
                 let b = args["b"].as_i64().unwrap();

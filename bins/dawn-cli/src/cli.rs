@@ -1,0 +1,290 @@
+//! Command-line syntax: every command, argument and flag, with the help
+//! text that `--help` shows (and that `docs/cli.md` is generated from).
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+
+const AFTER_HELP: &str = "\
+Finding the node:
+  The API address is read from <data-root>/api.addr, which a running dawn-node
+  writes, and the bearer token from <data-root>/api.token. The data directory is
+  --data-root, else $DAWN_NODE__DATA_ROOT, else node.data_root from --config,
+  else the default (~/.local/share/dawn, or $XDG_DATA_HOME/dawn).
+  With --api URL the address is given directly; the token is then taken from
+  --token-file, else $DAWN_API_TOKEN, else <data-root>/api.token.
+
+Exit status:
+  0  success
+  1  the node, the API or the tool reported an error, or the node is unreachable
+  2  invalid command line (unknown flag, malformed --args JSON, ...)";
+
+/// Talk to a running Dawn node: inspect it, list agents and tools, call
+/// tools, and load-test it.
+#[derive(Debug, Parser)]
+#[command(name = "dawn-cli", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Options shared by all commands (accepted before or after the command).
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by all commands.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Data directory of the node to talk to (its api.addr and api.token are used).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "DAWN_NODE__DATA_ROOT",
+        hide_env_values = true
+    )]
+    pub data_root: Option<PathBuf>,
+
+    /// Node config file (TOML or YAML) to take node.data_root from, when
+    /// --data-root and $DAWN_NODE__DATA_ROOT are not given.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Node API base URL, e.g. http://127.0.0.1:9090, instead of the
+    /// address in <data-root>/api.addr. Plain HTTP only.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "DAWN_API_URL",
+        hide_env_values = true
+    )]
+    pub api: Option<String>,
+
+    /// File holding the API bearer token (mode 0600), instead of
+    /// $DAWN_API_TOKEN or <data-root>/api.token.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Print machine-readable JSON (the API's response, pretty-printed)
+    /// instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the node's id, version, uptime, addresses, peer count and agents.
+    Status,
+
+    /// List the peers the node is connected to.
+    Peers,
+
+    /// List the node's agents (with --all, also those of connected peers).
+    ///
+    /// With --json, prints the API's answer (`node_id`, `local`, and with
+    /// --all `remote`: one entry per peer with its `peer_id` and `agents`).
+    Agents {
+        /// Also list agents hosted by peers, with their peer id.
+        #[arg(long)]
+        all: bool,
+    },
+
+    /// List tools: of one agent, or of every local agent.
+    ///
+    /// The table shows each tool's arguments (`name: type`, `?` marking
+    /// optional ones) and whether it is read-only. With --json, prints the
+    /// API's answer (`agent`, `tools`: MCP tool objects with `inputSchema`);
+    /// without AGENT, a JSON array with one such answer per local agent.
+    Tools {
+        /// Agent address: a local agent id (e.g. `system`) or
+        /// `<peer-id>/<agent>` for an agent on a peer. Omit it to list the
+        /// tools of all local agents.
+        #[arg(value_name = "AGENT")]
+        agent: Option<String>,
+    },
+
+    /// Call a tool and print its result.
+    ///
+    /// Text content is printed as plain text and structured content as
+    /// pretty JSON. A result flagged as an error is printed to stderr and
+    /// the exit status is 1. With --json, prints the API's answer
+    /// (`{"result": <MCP CallToolResult>}`); the exit status is still 1 when
+    /// the result is flagged as an error. Errors reported by the node read
+    /// `error: <message> (<kind>, code <code>)`.
+    Call {
+        /// Agent address: a local agent id or `<peer-id>/<agent>`.
+        #[arg(value_name = "AGENT")]
+        agent: String,
+        /// Tool name.
+        #[arg(value_name = "TOOL")]
+        tool: String,
+        /// Tool arguments as a JSON object, e.g. '{"message":"hi"}';
+        /// `@FILE` reads them from a file and `@-` from stdin. Default: {}.
+        #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
+        args: Option<Map<String, Value>>,
+        /// Give up on the call after this many seconds (sent to the node as
+        /// the call's deadline). Default: the node's own call timeout.
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+    },
+
+    /// Load-test a tool through the node's API and report throughput and
+    /// latency.
+    ///
+    /// N workers call the tool back to back for the given duration over one
+    /// shared, pooled HTTP client. Failed calls (including results flagged
+    /// as errors) are counted as errors and left out of the latency figures.
+    /// One call is made before the run; if it fails (unknown agent or tool,
+    /// invalid arguments) the error is reported and nothing is measured.
+    ///
+    /// The report gives the calls made (successful and failed), the errors
+    /// by kind, successful calls per second and the latency p50/p90/p99/max
+    /// in milliseconds. With --json it is an object with `calls`, `ok`,
+    /// `errors`, `error_kinds`, `calls_per_sec`, `latency_ms` (`min`, `mean`,
+    /// `p50`, `p90`, `p99`, `max`; null if no call succeeded), `elapsed_secs`
+    /// and the run's parameters. The exit status is 1 if no call succeeded.
+    Bench(BenchArgs),
+}
+
+/// Options of `dawn-cli bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Agent to call: a local agent id or `<peer-id>/<agent>`.
+    #[arg(long, value_name = "AGENT")]
+    pub target: String,
+    /// Tool to call.
+    #[arg(long, value_name = "TOOL", default_value = "echo")]
+    pub tool: String,
+    /// Number of concurrent workers.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// How long to run, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Size in bytes of the `message` sent to the echo tool (ignored for
+    /// other tools and when --args is given).
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    pub size: usize,
+    /// Tool arguments as a JSON object (or `@FILE`, `@-`); replaces the
+    /// generated echo message. Default for tools other than echo: {}.
+    #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
+    pub args: Option<Map<String, Value>>,
+}
+
+/// Parses `--args`: a JSON object, `@FILE` or `@-` (stdin).
+fn parse_json_object(raw: &str) -> Result<Map<String, Value>, String> {
+    let (text, origin) = match raw.strip_prefix('@') {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| format!("cannot read JSON from stdin: {e}"))?;
+            (text, "stdin".to_owned())
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read JSON file {path}: {e}"))?;
+            (text, path.to_owned())
+        }
+        None => (raw.to_owned(), "the argument".to_owned()),
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!(
+            "expected a JSON object like '{{\"message\":\"hi\"}}', got {} in {origin}",
+            json_type(&other)
+        )),
+        Err(e) => Err(format!("invalid JSON in {origin}: {e}")),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses a positive number of seconds, e.g. `10` or `0.5`.
+fn parse_seconds(raw: &str) -> Result<Duration, String> {
+    let secs: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err("must be a positive number of seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        let before =
+            Cli::try_parse_from(["dawn-cli", "--json", "--data-root", "/d", "status"]).unwrap();
+        let after =
+            Cli::try_parse_from(["dawn-cli", "status", "--data-root", "/d", "--json"]).unwrap();
+        for cli in [before, after] {
+            assert!(cli.global.json);
+            assert_eq!(cli.global.data_root, Some(PathBuf::from("/d")));
+        }
+    }
+
+    #[test]
+    fn args_must_be_a_json_object() {
+        assert_eq!(
+            parse_json_object(r#"{"message":"hi"}"#).unwrap()["message"],
+            "hi"
+        );
+        assert!(
+            parse_json_object("[1]")
+                .unwrap_err()
+                .contains("JSON object")
+        );
+        assert!(
+            parse_json_object("{oops")
+                .unwrap_err()
+                .contains("invalid JSON")
+        );
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_reject_nonsense() {
+        assert_eq!(parse_seconds("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn bench_defaults() {
+        let cli = Cli::try_parse_from(["dawn-cli", "bench", "--target", "system"]).unwrap();
+        let Command::Bench(bench) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(bench.tool, "echo");
+        assert_eq!(bench.concurrency, 16);
+        assert_eq!(bench.duration, Duration::from_secs(10));
+        assert_eq!(bench.size, 256);
+    }
+}

@@ -1,0 +1,241 @@
+//! Shared helpers for dawn-cli integration tests: real `dawn-node`
+//! processes in temporary data directories, and running the CLI.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    ffi::OsStr,
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// How long to wait for a node to publish its API, or for the mesh to settle.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Environment variables that would point the CLI or node somewhere else.
+const ISOLATED_ENV: &[&str] = &["DAWN_NODE__DATA_ROOT", "DAWN_API_TOKEN", "DAWN_API_URL"];
+
+pub fn cli_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_dawn-cli"))
+}
+
+/// The `dawn-node` binary next to the CLI, built once per test process if
+/// it is not there yet (`cargo test -p dawn-cli` does not build it).
+pub fn node_bin() -> &'static Path {
+    static NODE_BIN: OnceLock<PathBuf> = OnceLock::new();
+    NODE_BIN.get_or_init(|| {
+        let path = cli_bin().with_file_name(format!("dawn-node{}", std::env::consts::EXE_SUFFIX));
+        if !path.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "-p", "dawn-node"]);
+            let profile_dir = cli_bin().parent().and_then(Path::file_name);
+            if profile_dir == Some(OsStr::new("release")) {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cannot run cargo build -p dawn-node");
+            assert!(status.success(), "cargo build -p dawn-node failed");
+        }
+        assert!(
+            path.exists(),
+            "dawn-node not found at {} after building it",
+            path.display()
+        );
+        path
+    })
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `timeout` with
+/// `what` and the last diagnostic from `describe`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// A running `dawn-node`; killed when dropped.
+pub struct TestNode {
+    child: Child,
+    dir: TempDir,
+    pub data_root: PathBuf,
+    log: PathBuf,
+}
+
+impl TestNode {
+    /// Starts a node on loopback with OS-chosen ports, connecting to `peers`,
+    /// and waits until its API address is published.
+    pub fn start(peers: &[&str]) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let data_root = dir.path().join("data");
+        let log = dir.path().join("node.log");
+        let mut command = Command::new(node_bin());
+        command
+            .arg("--data-root")
+            .arg(&data_root)
+            .args([
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap());
+        for peer in peers {
+            command.args(["--peer", peer]);
+        }
+        for name in ISOLATED_ENV {
+            command.env_remove(name);
+        }
+        let child = command.spawn().expect("cannot start dawn-node");
+        let mut node = TestNode {
+            child,
+            dir,
+            data_root,
+            log,
+        };
+        let addr_file = node.data_root.join("api.addr");
+        wait_for("the node's api.addr", STARTUP_TIMEOUT, || {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("dawn-node exited with {status}:\n{}", node.log());
+            }
+            addr_file.exists().then_some(())
+        });
+        node
+    }
+
+    /// What the node wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A scratch directory that lives as long as the node.
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs the CLI against this node (`--data-root` first).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut full: Vec<&OsStr> = vec![OsStr::new("--data-root"), self.data_root.as_os_str()];
+        full.extend(args.iter().map(OsStr::new));
+        cli(&full)
+    }
+
+    /// Runs the CLI with `--json`, expects success and parses stdout.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut full = args.to_vec();
+        full.push("--json");
+        let out = self.cli(&full);
+        assert_success(&out, &full);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{full:?} printed invalid JSON ({e}):\n{}", stdout(&out)))
+    }
+
+    /// The node's peer id.
+    pub fn peer_id(&self) -> String {
+        self.cli_json(&["status"])["node_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A TCP listen address of the node, with `/p2p/<peer-id>`.
+    pub fn dial_addr(&self) -> String {
+        let status = self.cli_json(&["status"]);
+        status["listen_addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/") && a.contains("/p2p/"))
+            .unwrap_or_else(|| panic!("no loopback TCP address in {status}"))
+            .to_owned()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the CLI with a clean environment (no DAWN_* variables, backtraces
+/// on so that a panic would show).
+pub fn cli<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    cli_with_env(args, &[])
+}
+
+/// Like [`cli`], with extra environment variables.
+pub fn cli_with_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &OsStr)]) -> Output {
+    let mut command = Command::new(cli_bin());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .env("RUST_BACKTRACE", "1");
+    for name in ISOLATED_ENV {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("cannot run dawn-cli")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn assert_success<S: std::fmt::Debug>(out: &Output, args: &[S]) {
+    assert!(
+        out.status.success(),
+        "dawn-cli {args:?} failed with {}:\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Asserts a failure with the given exit code reported as one line on
+/// stderr (no panic, no backtrace) and returns that line.
+pub fn assert_one_line_failure(out: &Output, code: i32) -> String {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "unexpected exit status {}; stdout: {}; stderr: {err}",
+        out.status,
+        stdout(out)
+    );
+    assert!(
+        !err.contains("panicked") && !err.to_lowercase().contains("backtrace"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    err.trim_end().to_owned()
+}
+
+/// Writes a well-formed token that no node uses, mode 0600.
+pub fn write_foreign_token(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, format!("dawn_{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
