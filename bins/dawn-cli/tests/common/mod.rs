@@ -82,40 +82,54 @@ impl TestNode {
         let dir = tempfile::tempdir().unwrap();
         let data_root = dir.path().join("data");
         let log = dir.path().join("node.log");
-        let mut command = Command::new(node_bin());
-        command
-            .arg("--data-root")
-            .arg(&data_root)
-            .args([
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap());
-        for peer in peers {
-            command.args(["--peer", peer]);
-        }
-        for name in ISOLATED_ENV {
-            command.env_remove(name);
-        }
-        let child = command.spawn().expect("cannot start dawn-node");
+        let child = spawn_node(&data_root, &log, peers);
         let mut node = TestNode {
             child,
             dir,
             data_root,
             log,
         };
-        let addr_file = node.data_root.join("api.addr");
+        node.wait_for_api();
+        node
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let child = &mut self.child;
+        wait_for("dawn-node to exit after SIGTERM", STARTUP_TIMEOUT, || {
+            child.try_wait().unwrap()
+        })
+    }
+
+    /// Starts the node again on the same data directory (after
+    /// [`TestNode::terminate`]), without any `--peer`.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_some(),
+            "restart of a running node"
+        );
+        let log = self.dir.path().join("node-restarted.log");
+        self.child = spawn_node(&self.data_root, &log, &[]);
+        self.log = log;
+        self.wait_for_api();
+    }
+
+    fn wait_for_api(&mut self) {
+        let addr_file = self.data_root.join("api.addr");
+        let log = self.log.clone();
+        let child = &mut self.child;
         wait_for("the node's api.addr", STARTUP_TIMEOUT, || {
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!("dawn-node exited with {status}:\n{}", node.log());
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "dawn-node exited with {status}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
             addr_file.exists().then_some(())
         });
-        node
     }
 
     /// What the node wrote to stderr so far.
@@ -165,6 +179,30 @@ impl TestNode {
             .unwrap_or_else(|| panic!("no loopback TCP address in {status}"))
             .to_owned()
     }
+}
+
+/// Spawns `dawn-node` on loopback with OS-chosen ports.
+fn spawn_node(data_root: &Path, log: &Path, peers: &[&str]) -> Child {
+    let mut command = Command::new(node_bin());
+    command
+        .arg("--data-root")
+        .arg(data_root)
+        .args([
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(log).unwrap());
+    for peer in peers {
+        command.args(["--peer", peer]);
+    }
+    for name in ISOLATED_ENV {
+        command.env_remove(name);
+    }
+    command.spawn().expect("cannot start dawn-node")
 }
 
 impl Drop for TestNode {
