@@ -1,1 +1,102 @@
-fn main() {}
+//! Project automation for Dawn, run as `cargo xtask <COMMAND>` (an alias in
+//! `.cargo/config.toml` for `cargo run --package xtask --`).
+//!
+//! Each subcommand is a variant of [`Command`] with its own module holding its
+//! arguments (a `clap::Args` struct) and its logic. To add one (`dist`, `bench`,
+//! `conformance`, `fuzz`, ...): add a module, add a variant whose doc comment
+//! is the one-line help, and add the arm in [`main`]'s `match`.
+//!
+//! Steps run by `cargo xtask ci` live in one list, `ci::STEPS`.
+
+mod ci;
+mod command;
+mod docs;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand};
+
+/// Project automation for Dawn.
+///
+/// Everything CI does is `cargo xtask ci` (which is what `.ci/run` runs), so
+/// running it locally reproduces CI.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    after_help = "Examples:\n  \
+                  cargo xtask ci                            everything CI checks\n  \
+                  cargo xtask ci --only fmt --only clippy   just those steps\n  \
+                  cargo xtask ci --skip test                all but the test suite\n  \
+                  cargo xtask docs                          regenerate docs/*.md from code"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every check CI runs: formatting, clippy, tests, generated docs.
+    ///
+    /// Steps run in a fixed order, each under a header with its duration, and
+    /// the run stops at the first failing step with a non-zero exit status.
+    /// `--only` and `--skip` choose steps by name; `--list` shows them.
+    Ci(ci::CiArgs),
+    /// Generate the docs that are derived from code (or check they are current).
+    ///
+    /// Without `--check`, rewrites each generated file whose content differs.
+    /// With `--check`, writes nothing and fails listing the stale files.
+    Docs(docs::DocsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Command::Ci(args) => ci::run(&args, &root),
+        Command::Docs(args) => docs::run(&args, &root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("\nerror: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("caused by:");
+                for line in cause.to_string().lines() {
+                    eprintln!("    {line}");
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory. xtask always
+/// runs from a checkout (through cargo), so the compile-time path is right.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(workspace_root().join("xtask").is_dir());
+    }
+}
