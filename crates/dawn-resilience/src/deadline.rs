@@ -2,6 +2,58 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use crate::{HumanDuration, config::Issues};
+
+/// `resilience.deadlines`: how much time a call gets.
+///
+/// ```yaml
+/// deadlines:
+///   default: 30s   # budget of a call whose caller gave none
+///   max: 5m        # largest budget accepted, from a local caller or a remote peer
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadlineConfig {
+    /// Budget of a call whose caller gave none. Default 30 s; allowed more
+    /// than 0 s, at most `max`.
+    pub default: HumanDuration,
+    /// Largest budget a call may have; longer requested budgets (also those
+    /// arriving from remote peers) are cut to it. Default 5 m; allowed more
+    /// than 0 s, at most 1 d.
+    pub max: HumanDuration,
+}
+
+impl Default for DeadlineConfig {
+    fn default() -> Self {
+        DeadlineConfig {
+            default: HumanDuration::secs(30),
+            max: HumanDuration::secs(300),
+        }
+    }
+}
+
+impl DeadlineConfig {
+    pub(crate) fn validate(&self, issues: &mut Issues) {
+        issues.duration("max", self.max, false, Duration::from_secs(86_400));
+        issues.duration("default", self.default, false, Duration::from_secs(86_400));
+        if self.default > self.max {
+            issues.push(
+                "default",
+                format!("{} is more than max ({})", self.default, self.max),
+            );
+        }
+    }
+
+    /// The budget a call gets: `requested` cut to `max`, or `default` (also
+    /// cut to `max`) when none was requested. A zero request stays zero (the
+    /// call is already late).
+    pub fn clamp_budget(&self, requested: Option<Duration>) -> Duration {
+        requested.unwrap_or(self.default.0).min(self.max.0)
+    }
+}
+
 /// The instant by which a call must complete.
 ///
 /// Deadlines are monotonic-clock instants on the local node. When a call
@@ -56,6 +108,21 @@ impl Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_are_defaulted_and_capped() {
+        let config = DeadlineConfig::default();
+        assert_eq!(config.clamp_budget(None), Duration::from_secs(30));
+        assert_eq!(
+            config.clamp_budget(Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            config.clamp_budget(Some(Duration::from_secs(86_400 * 49))),
+            Duration::from_secs(300)
+        );
+        assert_eq!(config.clamp_budget(Some(Duration::ZERO)), Duration::ZERO);
+    }
 
     #[test]
     fn remaining_shrinks_and_saturates() {

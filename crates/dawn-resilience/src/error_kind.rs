@@ -67,7 +67,7 @@ error_kinds! {
     UnknownAgent = (-32003, "unknown_agent", false, "No agent with that id exists on the target node."),
     /// The agent has no tool with that name.
     UnknownTool = (-32004, "unknown_tool", false, "The agent has no tool with that name."),
-    /// The caller exceeded its rate limit; `data.retry_after` says when to retry.
+    /// The caller exceeded its rate limit; `data.retry_after_ms` says when to retry.
     RateLimited = (-32005, "rate_limited", true, "The caller exceeded its rate limit; `data.retry_after_ms` says when to try again."),
     /// The target has too many calls in flight from this caller.
     Busy = (-32006, "busy", true, "The target has too many calls in flight from this caller; try again shortly."),
