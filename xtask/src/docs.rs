@@ -1,265 +1,45 @@
-//! `cargo xtask docs`: files under `docs/` that are generated from code, so
-//! they cannot drift from it.
+//! `cargo xtask docs`: regenerate (or check) the files under `docs/` that are
+//! generated from code.
 //!
-//! To generate another file, add a [`GeneratedDoc`] to [`GENERATED`]; the
-//! `docs` subcommand, `cargo xtask ci` and the freshness test pick it up.
+//! The list of generated files and their renderers live in the crates that
+//! own the facts (`dawn_core::generated_docs::GENERATED`); their freshness
+//! test (`crates/dawn-core/tests/docs_fresh.rs`) rewrites stale files when
+//! `DAWN_UPDATE_DOCS=1` is set. This command runs that test, so xtask does not
+//! have to compile the node itself.
 
-use std::{
-    fmt::Write as _,
-    io,
-    path::{Path, PathBuf},
-};
+use std::path::Path;
 
-use anyhow::{Context as _, Result, bail};
-use dawn_core::{ErrorKind, http_api::http_status};
+use anyhow::Result;
+
+use crate::command;
 
 /// Arguments of `cargo xtask docs`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = files_help())]
+#[command(
+    after_help = "Generated files: docs/configuration.md (config keys), docs/errors.md (error kinds); \
+see crates/dawn-core/src/generated_docs.rs."
+)]
 pub struct DocsArgs {
-    /// Compare the files with what the code generates instead of writing
-    /// them; fail, listing the stale files, if any differ or are missing.
+    /// Only check that the files are current; fail, listing stale files, if not.
     #[arg(long)]
     pub check: bool,
 }
 
-/// One generated file.
-pub struct GeneratedDoc {
-    /// Path relative to the workspace root, with `/` separators.
-    pub path: &'static str,
-    /// Where the content comes from, for `--help`.
-    pub source: &'static str,
-    /// Produces the whole file.
-    pub render: fn() -> String,
-}
-
-/// Every generated file.
-pub const GENERATED: &[GeneratedDoc] = &[
-    GeneratedDoc {
-        path: "docs/configuration.md",
-        source: "dawn_core::config::render_markdown (crates/dawn-core/src/config/keys.rs)",
-        render: dawn_core::config::render_markdown,
-    },
-    GeneratedDoc {
-        path: "docs/errors.md",
-        source: "dawn_core::ErrorKind::ALL and dawn_core::http_api::http_status",
-        render: render_errors,
-    },
-];
-
-/// The command that regenerates stale files, quoted in every staleness error.
-pub const FIX_COMMAND: &str = "cargo xtask docs";
-
-fn files_help() -> String {
-    let mut help = String::from("Generated files:\n");
-    for doc in GENERATED {
-        let _ = writeln!(help, "  {:<24} from {}", doc.path, doc.source);
-    }
-    help
-}
-
-/// Runs `cargo xtask docs [--check]` against the workspace at `root`.
+/// Runs `cargo xtask docs [--check]` in the workspace at `root`.
 pub fn run(args: &DocsArgs, root: &Path) -> Result<()> {
-    if args.check {
-        check(root)?;
-        println!("generated docs are up to date");
-        return Ok(());
+    let mut cmd = command::cargo(root);
+    cmd.args(["test", "-q", "-p", "dawn-core", "--test", "docs_fresh"]);
+    if !args.check {
+        cmd.env("DAWN_UPDATE_DOCS", "1");
     }
-    let written = write(root)?;
-    for doc in GENERATED {
-        let state = if written.contains(&doc.path) {
-            "wrote"
+    command::run(&mut cmd)?;
+    println!(
+        "{}",
+        if args.check {
+            "generated docs are up to date"
         } else {
-            "up to date:"
-        };
-        println!("{state} {}", doc.path);
-    }
+            "generated docs written"
+        }
+    );
     Ok(())
-}
-
-/// Writes every generated file under `root` whose content differs (or that is
-/// missing), and returns the paths written.
-pub fn write(root: &Path) -> Result<Vec<&'static str>> {
-    let mut written = Vec::new();
-    for doc in GENERATED {
-        let content = (doc.render)();
-        let path = full_path(root, doc);
-        if read_normalized(&path)?.as_deref() == Some(content.as_str()) {
-            continue;
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("could not create {}", dir.display()))?;
-        }
-        std::fs::write(&path, content)
-            .with_context(|| format!("could not write {}", path.display()))?;
-        written.push(doc.path);
-    }
-    Ok(written)
-}
-
-/// The generated files under `root` that are missing or differ from what the
-/// code generates.
-pub fn stale(root: &Path) -> Result<Vec<&'static str>> {
-    let mut stale = Vec::new();
-    for doc in GENERATED {
-        let on_disk = read_normalized(&full_path(root, doc))?;
-        if on_disk.as_deref() != Some((doc.render)().as_str()) {
-            stale.push(doc.path);
-        }
-    }
-    Ok(stale)
-}
-
-/// Fails, naming the stale files and the fix, unless every generated file
-/// under `root` is current.
-pub fn check(root: &Path) -> Result<()> {
-    let stale = stale(root)?;
-    if stale.is_empty() {
-        return Ok(());
-    }
-    let mut message = String::from("generated docs are stale or missing:\n");
-    for path in &stale {
-        let _ = writeln!(message, "  {path}");
-    }
-    let _ = write!(
-        message,
-        "run `{FIX_COMMAND}` to regenerate them, then commit the result"
-    );
-    bail!(message)
-}
-
-fn full_path(root: &Path, doc: &GeneratedDoc) -> PathBuf {
-    doc.path
-        .split('/')
-        .fold(root.to_path_buf(), |p, c| p.join(c))
-}
-
-/// The file's content with CRLF line ends turned into LF (so a checkout with
-/// converted line ends is not stale), or `None` if it does not exist.
-fn read_normalized(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(content) => Ok(Some(content.replace("\r\n", "\n"))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
-    }
-}
-
-/// `docs/errors.md`: the error taxonomy with codes, HTTP statuses and meaning.
-pub fn render_errors() -> String {
-    let example = ErrorKind::UnknownAgent;
-    let mut out = String::from(
-        "# Errors\n\n\
-         <!-- Generated by `cargo xtask docs` from dawn_core::ErrorKind \
-         (crates/dawn-resilience/src/error_kind.rs) and dawn_core::http_api::http_status; \
-         do not edit. -->\n\n\
-         Every error a client or a peer can see is a JSON-RPC 2.0 error object:\n\n",
-    );
-    let _ = write!(
-        out,
-        "```json\n\
-         {{\"code\": {code}, \"message\": \"no agent `weather` on this node\", \
-         \"data\": {{\"kind\": \"{kind}\"}}}}\n\
-         ```\n\n",
-        code = example.jsonrpc_code(),
-        kind = example.as_str(),
-    );
-    out.push_str(
-        "- `code` is a stable number and `data.kind` a stable name for the same thing \
-         (`data.kind` is also the `kind` label on metrics). Codes and kinds never change \
-         once released; a new kind gets a new code. Match on them, never on `message`, \
-         which is for people and may change.\n\
-         - `data` may carry more fields, named in the *Meaning* column (for example `retry_after_ms`).\n\
-         - Codes -32700 and -32600 to -32603 keep their JSON-RPC 2.0 meaning, -32002 is \
-         MCP's resource-not-found code, and the rest of -32001 to -32099 are Dawn's own.\n\
-         - *Transient* means the same call may succeed if repeated later. Whether repeating \
-         it is *safe* also depends on the call: a call that failed with `connection_lost` \
-         may have run.\n\
-         - *HTTP status* is what the node's HTTP API answers for that error, with the error \
-         object as `{\"error\": {...}}` in the body. `POST /api/v1/rpc` instead returns the \
-         agent's JSON-RPC response as it is, errors included, with status 200. A request \
-         without a valid API token gets 401 with `WWW-Authenticate: Bearer`.\n\n\
-         | Code | Kind | HTTP status | Transient | Meaning |\n\
-         |---:|---|---|---|---|\n",
-    );
-    for kind in ErrorKind::ALL {
-        let status = http_status(Some(*kind));
-        let status = match status.canonical_reason() {
-            Some(reason) => format!("{} {reason}", status.as_u16()),
-            None => status.as_u16().to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "| {} | `{}` | {} | {} | {} |",
-            kind.jsonrpc_code(),
-            kind.as_str(),
-            status,
-            if kind.is_transient() { "yes" } else { "no" },
-            kind.description().replace('|', "\\|"),
-        );
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_docs_are_fresh() {
-        let root = crate::workspace_root();
-        let stale = stale(&root).unwrap();
-        assert!(
-            stale.is_empty(),
-            "stale generated docs {stale:?}: run `{FIX_COMMAND}`"
-        );
-    }
-
-    #[test]
-    fn check_detects_modified_and_missing_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        assert_eq!(stale(root).unwrap().len(), GENERATED.len());
-        assert_eq!(write(root).unwrap().len(), GENERATED.len());
-        assert!(stale(root).unwrap().is_empty());
-        check(root).unwrap();
-        assert!(write(root).unwrap().is_empty(), "nothing left to write");
-
-        let errors = root.join("docs").join("errors.md");
-        let mut content = std::fs::read_to_string(&errors).unwrap();
-        content.push_str("\nA hand edit.\n");
-        std::fs::write(&errors, content).unwrap();
-        std::fs::remove_file(root.join("docs").join("configuration.md")).unwrap();
-
-        let mut found = stale(root).unwrap();
-        found.sort_unstable();
-        assert_eq!(found, ["docs/configuration.md", "docs/errors.md"]);
-        let message = check(root).unwrap_err().to_string();
-        assert!(message.contains("docs/errors.md"), "{message}");
-        assert!(message.contains("docs/configuration.md"), "{message}");
-        assert!(message.contains(FIX_COMMAND), "{message}");
-
-        assert_eq!(write(root).unwrap().len(), 2);
-        check(root).unwrap();
-    }
-
-    #[test]
-    fn crlf_checkouts_are_not_stale() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path()).unwrap();
-        let errors = dir.path().join("docs").join("errors.md");
-        let content = std::fs::read_to_string(&errors).unwrap();
-        std::fs::write(&errors, content.replace('\n', "\r\n")).unwrap();
-        check(dir.path()).unwrap();
-    }
-
-    #[test]
-    fn errors_doc_lists_every_kind_once() {
-        let doc = render_errors();
-        for kind in ErrorKind::ALL {
-            let row = format!("| {} | `{}` |", kind.jsonrpc_code(), kind.as_str());
-            assert_eq!(doc.matches(&row).count(), 1, "{row}");
-        }
-        assert!(doc.contains("| -32005 | `rate_limited` | 429 Too Many Requests | yes |"));
-    }
 }

@@ -46,6 +46,7 @@ pub mod config;
 mod data_dir;
 mod descriptor;
 mod error;
+pub mod generated_docs;
 pub mod http_api;
 pub mod jsonrpc;
 pub mod mcp_gateway;
