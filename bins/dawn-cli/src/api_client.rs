@@ -321,7 +321,7 @@ struct ErrorBody {
 }
 
 /// The innermost cause of a transport error, phrased for people.
-fn root_cause(error: &reqwest::Error) -> String {
+pub(crate) fn root_cause(error: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
     let mut last = None;
     while let Some(current) = source {

@@ -3,7 +3,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use dawn_core::AgentAddress;
 use serde_json::{Map, Value};
 
 const AFTER_HELP: &str = "\
@@ -21,7 +22,7 @@ Exit status:
   2  invalid command line (unknown flag, malformed --args JSON, ...)";
 
 /// Talk to a running Dawn node: inspect it, list agents and tools, call
-/// tools, and load-test it.
+/// tools, load-test it, and bridge MCP clients to it over stdio.
 #[derive(Debug, Parser)]
 #[command(name = "dawn-cli", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -148,6 +149,46 @@ pub enum Command {
     /// `p50`, `p90`, `p99`, `max`; null if no call succeeded), `elapsed_secs`
     /// and the run's parameters. The exit status is 1 if no call succeeded.
     Bench(BenchArgs),
+
+    /// Serve MCP on stdin/stdout, bridged to the node (for MCP clients that
+    /// launch a command, such as Claude Desktop).
+    ///
+    /// Newline-delimited JSON-RPC read on stdin (the MCP stdio transport) goes
+    /// to the node's Streamable HTTP endpoint, and everything the node sends
+    /// (responses, notifications, and its own requests such as sampling or
+    /// elicitation) is written to stdout, which carries nothing else. Without
+    /// --agent the client sees the whole mesh (`/mcp`: every agent of this
+    /// node and of its peers, names prefixed); with --agent, one agent with
+    /// its own tool names.
+    ///
+    /// The node is checked first (an authenticated GET /api/v1/status): if it
+    /// cannot be reached or refuses the token, one line on stderr and exit
+    /// status 1, before stdin is read. A line that is not JSON is answered
+    /// with a JSON-RPC parse error (-32700) and the bridge carries on. When
+    /// stdin closes, answers still owed are awaited (up to 5 s), then the MCP
+    /// session is closed (HTTP DELETE) and the exit status is 0; SIGTERM,
+    /// SIGINT and SIGHUP close the session at once, also with status 0. If
+    /// the node ends the session for good, the reason is one line on stderr
+    /// and the exit status is 1. Logs go to stderr, and only with -v or
+    /// $RUST_LOG.
+    ///
+    /// Claude Desktop (claude_desktop_config.json):
+    /// {"mcpServers": {"dawn": {"command": "dawn-cli", "args": ["mcp"]}}}
+    Mcp(McpArgs),
+}
+
+/// Options of `dawn-cli mcp`.
+#[derive(Debug, Clone, Args)]
+pub struct McpArgs {
+    /// Serve one agent instead of the whole mesh: a local agent id (e.g.
+    /// `system`, served from /mcp/agents/<agent>) or `<peer-id>/<agent>` for
+    /// an agent on a peer (/mcp/peers/<peer-id>/agents/<agent>).
+    #[arg(long, value_name = "ADDRESS", value_parser = parse_agent_address)]
+    pub agent: Option<AgentAddress>,
+    /// Log the bridge's activity to stderr (-v: info, -vv: debug, -vvv:
+    /// trace). $RUST_LOG, when set, chooses the filter instead.
+    #[arg(long, short = 'v', action = ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Options of `dawn-cli bench`.
@@ -174,6 +215,13 @@ pub struct BenchArgs {
     /// generated echo message. Default for tools other than echo: {}.
     #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
     pub args: Option<Map<String, Value>>,
+}
+
+/// Parses `--agent`: `<agent>` or `<peer-id>/<agent>`.
+fn parse_agent_address(raw: &str) -> Result<AgentAddress, String> {
+    raw.trim().parse().map_err(|e: dawn_core::AddressError| {
+        format!("{e} (use <agent> for a local agent or <peer-id>/<agent>)")
+    })
 }
 
 /// Parses `--args`: a JSON object, `@FILE` or `@-` (stdin).
@@ -274,6 +322,34 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("NaN").is_err());
         assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn mcp_agent_addresses() {
+        let cli = Cli::try_parse_from(["dawn-cli", "mcp"]).unwrap();
+        let Command::Mcp(mcp) = cli.command else {
+            panic!("not mcp")
+        };
+        assert!(mcp.agent.is_none());
+        assert_eq!(mcp.verbose, 0);
+
+        let peer = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let remote = format!("{peer}/system");
+        let cli = Cli::try_parse_from(["dawn-cli", "mcp", "--agent", &remote, "-vv"]).unwrap();
+        let Command::Mcp(mcp) = cli.command else {
+            panic!("not mcp")
+        };
+        assert_eq!(mcp.agent.unwrap().to_string(), remote);
+        assert_eq!(mcp.verbose, 2);
+
+        for bad in ["Nope", "nope/system", "a/b/c", ""] {
+            let err = Cli::try_parse_from(["dawn-cli", "mcp", "--agent", bad]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub async fn run(command: Command, client: &ApiClient, json: bool) -> anyhow::Re
             }
             return Ok(exit_for(report.ok == 0));
         }
+        Command::Mcp(_) => {
+            // `main` runs the bridge itself: it owns stdin/stdout and its runtime.
+            anyhow::bail!("`mcp` is not an API command");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

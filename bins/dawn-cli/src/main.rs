@@ -3,12 +3,15 @@
 //! It finds the node's HTTP API through the data directory (`api.addr`,
 //! `api.token`) or `--api`, and prints tables for people or JSON for
 //! scripts. Errors are one line on stderr and a non-zero exit status.
+//! `dawn-cli mcp` bridges an MCP client on stdin/stdout to the node's
+//! Streamable HTTP endpoint (see [`mcp_bridge`]).
 
 mod api_client;
 mod bench;
 mod cli;
 mod commands;
 mod endpoint;
+mod mcp_bridge;
 mod output;
 
 use std::process::ExitCode;
@@ -36,6 +39,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let endpoint = Endpoint::resolve(&cli.global)?;
+    if let cli::Command::Mcp(args) = cli.command {
+        return mcp_bridge::main(&args, endpoint);
+    }
     let pool_size = match &cli.command {
         cli::Command::Bench(bench) => usize::try_from(bench.concurrency).unwrap_or(usize::MAX),
         _ => 1,

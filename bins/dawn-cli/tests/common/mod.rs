@@ -212,6 +212,20 @@ impl Drop for TestNode {
     }
 }
 
+/// `dawn-cli <args>` with a clean environment (no DAWN_* variables, no
+/// RUST_LOG, backtraces on), for tests that drive the process themselves.
+pub fn cli_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut command = Command::new(cli_bin());
+    command
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LOG");
+    for name in ISOLATED_ENV {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// Runs the CLI with a clean environment (no DAWN_* variables, backtraces
 /// on so that a panic would show).
 pub fn cli<S: AsRef<OsStr>>(args: &[S]) -> Output {
