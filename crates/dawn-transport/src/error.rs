@@ -151,4 +151,49 @@ pub enum TransportError {
     /// The transport task has stopped.
     #[error("the transport is shut down")]
     Shutdown,
+    /// The configuration is inconsistent.
+    #[error("invalid transport configuration: {0}")]
+    Config(String),
+    /// A gossipsub operation (subscribing to a topic) failed.
+    #[error("gossip: {0}")]
+    Gossip(String),
+}
+
+/// Why publishing a gossip message failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// No connected peer is subscribed to the topic (or all of them score
+    /// too low to publish to), so the message went nowhere. A soft error:
+    /// peers that join later catch up through the registry's anti-entropy.
+    #[error("no connected peer is subscribed to topic {0}")]
+    NoPeers(String),
+    /// The message is larger than `gossip_max_message_size` (once encoded).
+    #[error("gossip message of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Payload size.
+        len: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// An identical message (same id) was published recently.
+    #[error("the same message was already published")]
+    Duplicate,
+    /// Every peer's outbound queue is full; the message was not sent.
+    #[error("the send queues of all {0} peers are full")]
+    QueuesFull(usize),
+    /// Any other gossipsub failure (signing, encoding).
+    #[error("publishing failed: {0}")]
+    Failed(String),
+    /// The transport task has stopped.
+    #[error("the transport is shut down")]
+    Shutdown,
+}
+
+impl PublishError {
+    /// Whether the failure is expected in normal operation and needs no
+    /// action beyond relying on anti-entropy ([`PublishError::NoPeers`],
+    /// [`PublishError::Duplicate`]).
+    pub fn is_soft(&self) -> bool {
+        matches!(self, PublishError::NoPeers(_) | PublishError::Duplicate)
+    }
 }

@@ -1,10 +1,31 @@
 //! Dawn's network layer: a rust-libp2p swarm (TCP + Noise + Yamux, QUIC,
-//! identify, ping) and the multiplexed Dawn RPC protocol.
+//! identify, ping) with the multiplexed Dawn RPC protocol, discovery
+//! (Kademlia under `/dawn/kad/1.0.0`, mDNS), gossipsub for the mesh
+//! registry, connection limits, a watermark connection manager, bans, and
+//! libp2p's metrics.
 //!
 //! The transport knows nothing about trust, agents or JSON: it connects peers,
 //! reports what happens as [`TransportEvent`]s, carries opaque message bodies
 //! to named agents on other nodes, and delivers the calls other nodes make as
-//! [`InboundCall`]s. The node (dawn-core) decides what to do with them.
+//! [`InboundCall`]s. The node (dawn-core) decides what to do with them:
+//!
+//! - **Discovery** reports [`TransportEvent::PeerDiscovered`] (and
+//!   `PeerExpired` for mDNS) and remembers the addresses; it never dials on
+//!   the node's behalf (Kademlia queries do open connections of their own).
+//!   Dial with [`Transport::connect`] what policy allows.
+//! - **Gossip**: [`Transport::gossip_subscribe`], [`Transport::publish`];
+//!   every received message is a [`TransportEvent::GossipMessage`] that is
+//!   forwarded only after [`Transport::report_validation`] accepts it.
+//! - **Admission**: the node refuses a peer with [`Transport::ban`]
+//!   (refused from then on, until [`Transport::unban`]) or
+//!   [`Transport::disconnect`], typically on `PeerConnected`.
+//! - **Limits**: hard limits refuse connections (total, per peer, pending,
+//!   memory); above `high_watermark` connected peers the least useful
+//!   unprotected ones are pruned down to `low_watermark`
+//!   ([`TransportEvent::PeerPruned`]); [`Transport::protect`] exempts
+//!   bootstrap and trusted peers.
+//! - **Metrics**: `dawn_*` through the `metrics` facade, and
+//!   [`Transport::render_libp2p_metrics`] for libp2p's own.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,8 +57,12 @@
 mod config;
 mod error;
 mod event;
+mod gossip;
+mod limits;
+mod peers;
 pub mod rpc;
 mod swarm;
+mod telemetry;
 
 use std::{
     collections::HashMap,
@@ -50,13 +75,19 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use config::TransportConfig;
-pub use error::{FailureCode, RpcError, TransportError};
-pub use event::{Direction, PeerInfo, TransportEvent, TransportKind};
+pub use error::{FailureCode, PublishError, RpcError, TransportError};
+pub use event::{
+    Direction, DiscoverySource, GossipValidation, PeerInfo, TransportEvent, TransportKind,
+};
+pub use gossip::GOSSIP_PROTOCOL_PREFIX;
+pub use libp2p::gossipsub::MessageId as GossipMessageId;
 pub use libp2p::{Multiaddr, PeerId, identity};
 pub use rpc::{CallUpdate, EventSender, InboundCall, InboundCalls, OutboundCall, PROTOCOL};
-pub use swarm::IDENTIFY_PROTOCOL;
+pub use swarm::{IDENTIFY_PROTOCOL, KAD_MAX_PACKET_SIZE, KAD_PROTOCOL};
 
-use swarm::{Command, Connector, PeerTable, SharedPeers, SwarmTask};
+use peers::{PeerTable, SharedPeers};
+use swarm::{Command, Connector, SwarmTask, SwarmTaskParts};
+use telemetry::SharedRegistries;
 
 /// Inbound calls queued before stream readers wait for the node.
 const INBOUND_QUEUE: usize = 1024;
@@ -77,6 +108,7 @@ struct Inner {
     rpc: Arc<rpc::RpcClient>,
     shutdown: CancellationToken,
     config: TransportConfig,
+    registries: SharedRegistries,
 }
 
 impl std::fmt::Debug for Transport {
@@ -94,8 +126,11 @@ impl Transport {
         keypair: identity::Keypair,
         config: TransportConfig,
     ) -> Result<(Transport, InboundCalls), TransportError> {
+        config.validate()?;
         let local_peer_id = keypair.public().to_peer_id();
-        let mut swarm = swarm::build_swarm(keypair, &config)?;
+        let mut registries = telemetry::Libp2pRegistries::new();
+        let (mut swarm, metrics) = swarm::build_swarm(keypair, &config, &mut registries)?;
+        let registries: SharedRegistries = Arc::new(registries);
         let mut control = swarm.behaviour().stream_control();
         let incoming = control
             .accept(PROTOCOL)
@@ -125,7 +160,7 @@ impl Transport {
                     } => {
                         tracing::info!(%address, "listening");
                         pending.remove(&listener_id);
-                        swarm::write_listen_addr(&peers, address);
+                        peers::write_listen_addr(&peers, address);
                     }
                     SwarmEvent::ListenerClosed {
                         listener_id,
@@ -174,11 +209,13 @@ impl Transport {
             peers: peers.clone(),
             commands: commands_tx.clone(),
         };
+        let activity = Arc::new(limits::PeerActivity::default());
         let rpc = Arc::new(rpc::RpcClient::new(
             control,
             connector,
             config.max_message_size,
             config.connect_timeout,
+            activity.clone(),
         ));
         let shutdown = CancellationToken::new();
         let (calls_tx, calls_rx) = mpsc::channel(INBOUND_QUEUE);
@@ -187,16 +224,21 @@ impl Transport {
             calls_tx,
             config.max_message_size,
             shutdown.clone(),
+            activity.clone(),
         ));
         tokio::spawn(
-            SwarmTask {
+            SwarmTask::new(
                 swarm,
-                commands: commands_rx,
-                peers: peers.clone(),
-                events: events.clone(),
-                conn_waiters: HashMap::new(),
-                peer_waiters: HashMap::new(),
-            }
+                SwarmTaskParts {
+                    commands: commands_rx,
+                    peers: peers.clone(),
+                    events: events.clone(),
+                    metrics,
+                    registries: registries.clone(),
+                    activity,
+                },
+                &config,
+            )
             .run(),
         );
         let transport = Transport {
@@ -208,6 +250,7 @@ impl Transport {
                 rpc,
                 shutdown,
                 config,
+                registries,
             }),
         };
         Ok((transport, InboundCalls::new(calls_rx)))
@@ -225,7 +268,7 @@ impl Transport {
 
     /// Addresses the node is listening on, with real ports.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        swarm::read(&self.inner.peers).listen_addrs()
+        peers::read(&self.inner.peers).listen_addrs()
     }
 
     /// Subscribes to transport events from now on.
@@ -235,22 +278,22 @@ impl Transport {
 
     /// Connected peers.
     pub fn connected_peers(&self) -> Vec<PeerInfo> {
-        swarm::read(&self.inner.peers).peers()
+        peers::read(&self.inner.peers).peers()
     }
 
     /// Whether at least one connection to `peer` is open.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
-        swarm::read(&self.inner.peers).is_connected(peer)
+        peers::read(&self.inner.peers).is_connected(peer)
     }
 
     /// Addresses known for `peer` (most recent first).
     pub fn known_addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
-        swarm::read(&self.inner.peers).known_addrs(peer)
+        peers::read(&self.inner.peers).known_addrs(peer)
     }
 
     /// Remembers addresses for `peer`, used when a call needs a connection.
     pub fn add_addresses(&self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
-        swarm::write_known_addrs(&self.inner.peers, peer, addrs);
+        peers::write_known_addrs(&self.inner.peers, peer, addrs);
     }
 
     /// Dials an address and waits until the connection is established (or
@@ -296,6 +339,161 @@ impl Transport {
     /// Closes every connection to `peer`.
     pub async fn disconnect(&self, peer: PeerId) -> Result<(), TransportError> {
         self.send(Command::Disconnect { peer }).await
+    }
+
+    /// Bans `peer`: closes every connection to it at once, refuses its
+    /// future connections (both directions), removes it from the Kademlia
+    /// routing table and drops gossip it authored, even when relayed by
+    /// others. Bans do not expire by themselves: the node keeps the expiry
+    /// and calls [`Transport::unban`].
+    ///
+    /// This is also the admission hook: the transport cannot know whom the
+    /// node trusts, so on [`TransportEvent::PeerConnected`] (or
+    /// `PeerIdentified`) the node checks its policy and either bans the peer
+    /// (untrusted: refused from then on) or calls [`Transport::disconnect`]
+    /// (e.g. unknown peers under `reject_unknown`, which may be let in
+    /// later). Until then the connection has exchanged only identify, ping,
+    /// Kademlia and gossip subscriptions; RPC calls from it still reach the
+    /// node, which authorizes every call itself.
+    pub async fn ban(&self, peer: PeerId) -> Result<(), TransportError> {
+        peers::write(&self.inner.peers).banned.insert(peer);
+        self.send(Command::Ban { peer }).await
+    }
+
+    /// Lifts a ban; the peer may connect again.
+    pub async fn unban(&self, peer: PeerId) -> Result<(), TransportError> {
+        peers::write(&self.inner.peers).banned.remove(&peer);
+        self.send(Command::Unban { peer }).await
+    }
+
+    /// Whether `peer` is banned.
+    pub fn is_banned(&self, peer: &PeerId) -> bool {
+        peers::read(&self.inner.peers).banned.contains(peer)
+    }
+
+    /// Every banned peer.
+    pub fn banned_peers(&self) -> Vec<PeerId> {
+        peers::read(&self.inner.peers)
+            .banned
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Protects `peer` (a bootstrap or trusted peer): the connection manager
+    /// never prunes it, and the hard connection limits do not apply to it.
+    pub async fn protect(&self, peer: PeerId) -> Result<(), TransportError> {
+        peers::write(&self.inner.peers).protected.insert(peer);
+        self.send(Command::Protect {
+            peer,
+            protect: true,
+        })
+        .await
+    }
+
+    /// Removes the protection given by [`Transport::protect`].
+    pub async fn unprotect(&self, peer: PeerId) -> Result<(), TransportError> {
+        peers::write(&self.inner.peers).protected.remove(&peer);
+        self.send(Command::Protect {
+            peer,
+            protect: false,
+        })
+        .await
+    }
+
+    /// Whether `peer` is protected from pruning.
+    pub fn is_protected(&self, peer: &PeerId) -> bool {
+        peers::read(&self.inner.peers).protected.contains(peer)
+    }
+
+    /// Starts a Kademlia bootstrap now (it also runs when the first peer
+    /// joins the routing table and every `kad_refresh_interval`). Fails if
+    /// no peer is known to Kademlia yet.
+    pub async fn bootstrap(&self) -> Result<(), TransportError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::KadBootstrap { reply }).await?;
+        rx.await.map_err(|_| TransportError::Shutdown)?
+    }
+
+    /// Subscribes to a gossip topic. Messages on it arrive as
+    /// [`TransportEvent::GossipMessage`] and must be validated with
+    /// [`Transport::report_validation`]. Returns `false` if already
+    /// subscribed.
+    pub async fn gossip_subscribe(&self, topic: &str) -> Result<bool, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Subscribe {
+            topic: topic.to_owned(),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| TransportError::Shutdown)?
+    }
+
+    /// Leaves a gossip topic. Returns `false` if not subscribed.
+    pub async fn gossip_unsubscribe(&self, topic: &str) -> Result<bool, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Unsubscribe {
+            topic: topic.to_owned(),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| TransportError::Shutdown)
+    }
+
+    /// Publishes `data` on a gossip topic, signed with the node key. The
+    /// topic need not be subscribed. [`PublishError::NoPeers`] (nobody
+    /// subscribed is connected) is a soft error: see
+    /// [`PublishError::is_soft`].
+    pub async fn publish(&self, topic: &str, data: Bytes) -> Result<(), PublishError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Publish {
+                topic: topic.to_owned(),
+                data,
+                reply,
+            })
+            .await
+            .map_err(|_| PublishError::Shutdown)?;
+        rx.await.map_err(|_| PublishError::Shutdown)?
+    }
+
+    /// Reports the node's verdict on a [`TransportEvent::GossipMessage`]:
+    /// `Accept` forwards it to the mesh, `Reject` drops it and penalizes the
+    /// senders' gossip score, `Ignore` drops it quietly. Report each message
+    /// once, with the `propagation_source` from the event.
+    pub async fn report_validation(
+        &self,
+        id: GossipMessageId,
+        propagation_source: PeerId,
+        result: GossipValidation,
+    ) -> Result<(), TransportError> {
+        self.send(Command::ReportValidation {
+            id,
+            propagation_source,
+            result,
+        })
+        .await
+    }
+
+    /// The peers in this node's gossip mesh for `topic` (those full messages
+    /// are exchanged with); empty if not subscribed.
+    pub async fn gossip_mesh_peers(&self, topic: &str) -> Result<Vec<PeerId>, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::MeshPeers {
+            topic: topic.to_owned(),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| TransportError::Shutdown)
+    }
+
+    /// libp2p's own metrics (swarm, identify, ping, Kademlia, gossipsub,
+    /// bandwidth; all prefixed `libp2p_`) as an OpenMetrics text document
+    /// ending in `# EOF`, for the node's `/metrics` (dawn-observe's merge
+    /// translates it to Prometheus text).
+    pub fn render_libp2p_metrics(&self) -> String {
+        telemetry::render(&self.inner.registries)
     }
 
     async fn send(&self, command: Command) -> Result<(), TransportError> {

@@ -11,7 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::{
-    FutureExt as _, StreamExt as _,
+    FutureExt as _,
     future::{BoxFuture, Shared},
 };
 use libp2p::PeerId;
@@ -23,7 +23,7 @@ use super::{
     frame::{Frame, Kind, MAX_AGENT_ID_LEN},
     io::{FrameReader, split_stream},
 };
-use crate::{error::RpcError, swarm::Connector};
+use crate::{error::RpcError, limits::PeerActivity, swarm::Connector};
 
 /// Mid-call events queued per call before the link reader drops extras.
 const EVENT_QUEUE: usize = 64;
@@ -37,6 +37,7 @@ pub(crate) struct RpcClient {
     connector: Connector,
     max_body: usize,
     connect_timeout: Duration,
+    activity: Arc<PeerActivity>,
 }
 
 struct PendingCall {
@@ -88,6 +89,7 @@ impl RpcClient {
         connector: Connector,
         max_body: usize,
         connect_timeout: Duration,
+        activity: Arc<PeerActivity>,
     ) -> Self {
         RpcClient {
             control: Mutex::new(control),
@@ -95,6 +97,7 @@ impl RpcClient {
             connector,
             max_body,
             connect_timeout,
+            activity,
         }
     }
 
@@ -238,7 +241,12 @@ impl RpcClient {
                 }
             };
         let stop = CancellationToken::new();
-        let (reader, tx) = split_stream(stream, self.max_body, stop.clone());
+        let (reader, tx) = split_stream(
+            stream,
+            self.max_body,
+            stop.clone(),
+            self.activity.handle(peer),
+        );
         let link = Arc::new(Link {
             peer,
             tx,

@@ -16,7 +16,10 @@ use super::{
     frame::{Frame, Kind},
     io::{FrameReader, split_stream},
 };
-use crate::error::FailureCode;
+use crate::{
+    error::FailureCode,
+    limits::{ActivityHandle, PeerActivity},
+};
 
 /// Replies to mid-call requests queued per call.
 const REPLY_QUEUE: usize = 16;
@@ -55,6 +58,7 @@ pub(crate) async fn serve_incoming(
     calls: mpsc::Sender<InboundCall>,
     max_body: usize,
     shutdown: CancellationToken,
+    activity: Arc<PeerActivity>,
 ) {
     loop {
         let next = tokio::select! {
@@ -69,6 +73,7 @@ pub(crate) async fn serve_incoming(
             calls.clone(),
             max_body,
             shutdown.child_token(),
+            activity.handle(peer),
         ));
     }
 }
@@ -79,8 +84,9 @@ async fn serve_stream(
     calls: mpsc::Sender<InboundCall>,
     max_body: usize,
     stop: CancellationToken,
+    activity: ActivityHandle,
 ) {
-    let (mut reader, tx): (FrameReader, _) = split_stream(stream, max_body, stop.clone());
+    let (mut reader, tx): (FrameReader, _) = split_stream(stream, max_body, stop.clone(), activity);
     let inflight: InflightMap = Arc::new(Mutex::new(HashMap::new()));
     tracing::debug!(%peer, "serving an inbound rpc stream");
     loop {

@@ -1,0 +1,58 @@
+//! mDNS discovery between two nodes of one process.
+//!
+//! mDNS answers only with listen addresses that belong to the interface the
+//! query arrived on, and libp2p never runs it on loopback interfaces. So the
+//! nodes here listen on `0.0.0.0` (port 0): a node bound to 127.0.0.1 alone
+//! is not discoverable through mDNS (checked on this machine: the
+//! discovery never happens). The query and the answer go through the
+//! machine's multicast interface and come back through multicast loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{next_matching, start};
+use dawn_transport::{DiscoverySource, Multiaddr, PeerId, TransportConfig, TransportEvent};
+use tokio::sync::broadcast;
+
+async fn discovered(
+    events: &mut broadcast::Receiver<TransportEvent>,
+    who: PeerId,
+) -> Vec<Multiaddr> {
+    next_matching(events, "mDNS discovery", |e| match e {
+        TransportEvent::PeerDiscovered {
+            peer,
+            addrs,
+            source: DiscoverySource::Mdns,
+        } if peer == who => Some(addrs),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_find_each_other_through_mdns_and_connect() {
+    let config = TransportConfig {
+        listen: vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap()],
+        enable_mdns: true,
+        enable_kademlia: false,
+        ..TransportConfig::default()
+    };
+    let (a, _ac) = start(config.clone()).await;
+    let mut a_events = a.subscribe();
+    let (b, _bc) = start(config).await;
+    let mut b_events = b.subscribe();
+    let (a_id, b_id) = (a.local_peer_id(), b.local_peer_id());
+
+    let b_addrs = discovered(&mut a_events, b_id).await;
+    assert!(!b_addrs.is_empty());
+    let a_addrs = discovered(&mut b_events, a_id).await;
+    assert!(!a_addrs.is_empty());
+
+    // Discovery reports; it does not dial. The addresses are remembered, so
+    // connecting by peer id works.
+    assert!(!a.is_connected(&b_id));
+    a.connect(b_id).await.unwrap();
+    assert!(a.is_connected(&b_id));
+    a.shutdown().await;
+    b.shutdown().await;
+}
