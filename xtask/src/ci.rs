@@ -23,7 +23,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::builder::{PossibleValue, PossibleValuesParser};
 
-use crate::{command, docs};
+use crate::{command, conformance, docs};
 
 /// Arguments of `cargo xtask ci`.
 #[derive(Debug, clap::Args)]
@@ -86,6 +86,11 @@ pub const STEPS: &[Step] = &[
         about: "generated docs are current: cargo xtask docs --check",
         run: docs_fresh,
     },
+    Step {
+        name: "conformance",
+        about: "official MCP conformance suite, direct and via a peer: cargo xtask conformance",
+        run: mcp_conformance,
+    },
 ];
 
 fn step_names() -> PossibleValuesParser {
@@ -128,6 +133,15 @@ fn docs_fresh(ctx: &Context) -> Result<()> {
     docs::run(&docs::DocsArgs { check: true }, &ctx.root)
 }
 
+fn mcp_conformance(ctx: &Context) -> Result<()> {
+    let args = conformance::ConformanceArgs {
+        scenario: None,
+        target: Vec::new(),
+        no_build: false,
+    };
+    conformance::run(&args, &ctx.root)
+}
+
 /// The steps `--only` and `--skip` leave, in run order.
 fn select<'a>(steps: &'a [Step], only: &[String], skip: &[String]) -> Result<Vec<&'a Step>> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
@@ -146,7 +160,7 @@ fn select<'a>(steps: &'a [Step], only: &[String], skip: &[String]) -> Result<Vec
 pub fn run(args: &CiArgs, root: &Path) -> Result<()> {
     if args.list {
         for step in STEPS {
-            println!("{:<8} {}", step.name, step.about);
+            println!("{:<11} {}", step.name, step.about);
         }
         return Ok(());
     }
@@ -203,7 +217,7 @@ fn print_timings(timings: &[(&str, Duration)]) {
     }
     println!("\nci: steps that succeeded:");
     for (name, took) in timings {
-        println!("  {name:<8} {:>9}", human(*took));
+        println!("  {name:<11} {:>9}", human(*took));
     }
 }
 

@@ -10,7 +10,9 @@
 
 mod ci;
 mod command;
+mod conformance;
 mod docs;
+mod json;
 
 use std::{
     path::{Path, PathBuf},
@@ -32,7 +34,8 @@ use clap::{Parser, Subcommand};
                   cargo xtask ci                            everything CI checks\n  \
                   cargo xtask ci --only fmt --only clippy   just those steps\n  \
                   cargo xtask ci --skip test                all but the test suite\n  \
-                  cargo xtask docs                          regenerate docs/*.md from code"
+                  cargo xtask docs                          regenerate docs/*.md from code\n  \
+                  cargo xtask conformance                   MCP conformance suite, direct and via a peer"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,6 +55,15 @@ enum Command {
     /// Without `--check`, rewrites each generated file whose content differs.
     /// With `--check`, writes nothing and fails listing the stale files.
     Docs(docs::DocsArgs),
+    /// Run the official MCP conformance suite against Dawn, directly and
+    /// through a remote hop.
+    ///
+    /// Installs the pinned suite and Node 22 under target/conformance, builds
+    /// dawn-node and dawn-cli, starts two nodes and runs every 2025-11-25
+    /// server scenario against `/mcp/agents/conformance` on node A and
+    /// `/mcp/peers/<A>/agents/conformance` on node B. Fails on results that
+    /// `conformance/expected-failures.yaml` does not expect.
+    Conformance(conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ci(args) => ci::run(&args, &root),
         Command::Docs(args) => docs::run(&args, &root),
+        Command::Conformance(args) => conformance::run(&args, &root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
