@@ -231,7 +231,7 @@ async fn handle_method(
                 )
                 .with("tool", name));
             };
-            validate_arguments(&entry.id, &name, tool, &arguments)?;
+            let arguments = validate_arguments(&entry.id, &name, tool, arguments)?;
             to_value(agent.call_tool(&ctx, &name, arguments).await?)
         }
         "resources/read" => {
@@ -283,8 +283,8 @@ fn validate_arguments(
     agent: &AgentId,
     name: &str,
     tool: &ToolEntry,
-    arguments: &JsonObject,
-) -> Result<(), CallError> {
+    arguments: JsonObject,
+) -> Result<JsonObject, CallError> {
     let validator = match &tool.validator {
         Ok(v) => v,
         Err(schema_error) => {
@@ -294,7 +294,8 @@ fn validate_arguments(
             ));
         }
     };
-    let instance = Value::Object(arguments.clone());
+    // Validate in place: wrap the map in a Value and unwrap it after, no copy.
+    let instance = Value::Object(arguments);
     let errors: Vec<(String, String)> = validator
         .iter_errors(&instance)
         .take(MAX_REPORTED_ERRORS)
@@ -311,7 +312,10 @@ fn validate_arguments(
         })
         .collect();
     if errors.is_empty() {
-        return Ok(());
+        return match instance {
+            Value::Object(arguments) => Ok(arguments),
+            _ => Ok(JsonObject::new()),
+        };
     }
     let summary = errors
         .iter()

@@ -264,6 +264,9 @@ pub(crate) async fn serve(node: Node) -> Result<(), NodeError> {
     let bound = listener
         .local_addr()
         .map_err(|source| NodeError::Api { addr, source })?;
+    if !node.config().api.require_token {
+        tracing::warn!(%bound, "api.require_token is false: anyone who can reach the API can use it (testing only)");
+    }
     if !bound.ip().is_loopback() {
         tracing::warn!(%bound, "the HTTP API listens on a non-loopback address without TLS; put a TLS-terminating proxy in front or bind it to 127.0.0.1");
     }

@@ -43,6 +43,7 @@ mod address;
 mod agent;
 mod agent_table;
 pub mod config;
+mod conformance_agent;
 mod data_dir;
 mod descriptor;
 mod error;
@@ -50,6 +51,7 @@ pub mod generated_docs;
 pub mod http_api;
 pub mod jsonrpc;
 pub mod mcp_gateway;
+pub mod mounted;
 mod node;
 mod system_agent;
 
@@ -62,6 +64,7 @@ pub use dawn_transport::{Multiaddr, PeerId, PeerInfo};
 pub use descriptor::AgentDescriptor;
 pub use error::NodeError;
 pub use jsonrpc::CallError;
+pub use mounted::{McpServerAgent, MountedServerState, MountedServerStatus};
 pub use node::{AgentSummary, CallOptions, Node, NodeBuilder, NodeEvent, ToolSummary};
 pub use system_agent::SYSTEM_AGENT_ID;
 

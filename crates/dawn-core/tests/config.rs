@@ -296,6 +296,11 @@ fn every_documented_key_exists_and_every_key_is_documented() {
     // ...and every documented key is accepted by the schema.
     let dir = tempfile::tempdir().unwrap();
     for doc in KEYS {
+        // Keys inside a list of tables (`mcp.servers[].id`) are checked by
+        // the tests of that list (tests/mounted_servers.rs).
+        if doc.key.contains("[]") {
+            continue;
+        }
         let (section, key) = doc.key.split_once('.').unwrap();
         let value = defaults[section]
             .get(key)

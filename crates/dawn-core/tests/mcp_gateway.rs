@@ -371,6 +371,14 @@ async fn http_security_and_bad_input() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // A page served from loopback is a local process: accepted by default.
+    let r = post(init.to_string())
+        .bearer_auth(&tok)
+        .header("origin", "http://localhost:6274")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // Malformed JSON: 400 with a JSON-RPC parse error.
     let r = post("{not json".into())
         .bearer_auth(&tok)

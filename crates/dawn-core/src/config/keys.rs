@@ -66,6 +66,11 @@ pub const KEYS: &[KeyDoc] = &[
         "Address of the HTTP API. Keep it on 127.0.0.1 unless a reverse proxy with TLS is in front; port 0 picks a free port (written to `<data_root>/api.addr`).",
     ),
     key(
+        "api.require_token",
+        "bool",
+        "Require `Authorization: Bearer <token>` on `/api` and `/mcp`. Set to `false` only for local tests with clients that cannot send headers; refused unless `api.listen` is a loopback address.",
+    ),
+    key(
         "transport.max_message_size",
         "size",
         "Largest RPC message (request or response) sent or accepted; larger ones are refused with `message_too_large`. 1KiB to 64MiB.",
@@ -108,7 +113,7 @@ pub const KEYS: &[KeyDoc] = &[
     key(
         "mcp.allowed_origins",
         "list of strings",
-        "Browser origins allowed to use the MCP endpoints, e.g. `https://app.example.com:443`. Empty: requests with an `Origin` header are refused.",
+        "Browser origins allowed to use the MCP endpoints (`*` matches any port), e.g. `https://app.example.com:443`. Default: pages served from loopback (`http://127.0.0.1:*`, `http://localhost:*`, `http://[::1]:*`), which are local processes anyway; the bearer token is still required. Empty list: every request with an `Origin` header is refused.",
     ),
     key(
         "mcp.max_body_size",
@@ -125,6 +130,95 @@ pub const KEYS: &[KeyDoc] = &[
         "bool",
         "Serve the built-in `conformance` agent with the fixtures of the official MCP conformance suite. For testing only.",
     ),
+    key(
+        "mcp.servers",
+        "list of tables",
+        "External MCP servers mounted as agents of this node (`[[mcp.servers]]` in TOML). Each is a command spoken to over stdio (spawned, supervised, restarted with backoff; its stderr goes to the node's log) or a Streamable HTTP URL (reconnected with backoff). Their tools, resources and prompts appear on the mesh like a native agent's; while a server is down its agent stays registered with no tools, resources or prompts, and requests to it fail with `unreachable` (naming the last error and when the next attempt is due; calls to its former tools get `unknown_tool`). A server that cannot start does not stop the node. The keys of one entry follow.",
+    ),
+    KeyDoc {
+        key: "mcp.servers[].id",
+        kind: "string",
+        description: "Agent id of the server (1-48 characters `a-z`, `0-9`, `_`, `-`, starting with a letter); unique on the node.",
+        default_doc: Some("required"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].description",
+        kind: "string",
+        description: "What the agent offers, as shown to peers and clients.",
+        default_doc: Some("the server's own instructions or name"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].command",
+        kind: "string",
+        description: "stdio: program to run, a path or a name looked up in `PATH`. Exactly one of `command` and `url` is set. The child gets the node's environment without its `DAWN_*` variables, plus `env`; it runs in its own process group, which is stopped (stdin closed, then SIGTERM, then SIGKILL) when the node stops.",
+        default_doc: Some("unset"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].args",
+        kind: "list of strings",
+        description: "stdio: arguments of `command`.",
+        default_doc: Some("`[]`"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].env",
+        kind: "table of strings",
+        description: "stdio: environment variables set for `command`.",
+        default_doc: Some("`{}`"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].cwd",
+        kind: "path",
+        description: "stdio: working directory of `command`.",
+        default_doc: Some("the node's working directory"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].url",
+        kind: "string",
+        description: "Streamable HTTP: the server's MCP endpoint, `http://` or `https://`.",
+        default_doc: Some("unset"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].bearer_token_env",
+        kind: "string",
+        description: "Streamable HTTP: name of an environment variable of the node that holds a bearer token for the server (sent as `Authorization: Bearer ...`). If the variable is unset the server is reported `failed` and not retried.",
+        default_doc: Some("unset"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].headers",
+        kind: "table of strings",
+        description: "Streamable HTTP: extra headers sent with every request.",
+        default_doc: Some("`{}`"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].startup_timeout",
+        kind: "duration",
+        description: "How long starting may take: spawning or connecting, the MCP handshake and the first listing of tools, resources and prompts.",
+        default_doc: Some("`30s`"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].call_timeout",
+        kind: "duration",
+        description: "Longest time a call forwarded to the server may take; the caller's deadline applies when it is shorter. On timeout or cancellation the server gets `notifications/cancelled`.",
+        default_doc: Some("`5m`"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].restart.initial_backoff",
+        kind: "duration",
+        description: "First delay before restarting (stdio) or reconnecting (HTTP) after a failure. Delays double up to `max_backoff`, each with random jitter between half and all of its value.",
+        default_doc: Some("`1s`"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].restart.max_backoff",
+        kind: "duration",
+        description: "Largest delay between restarts or reconnects.",
+        default_doc: Some("`1m`"),
+    },
+    KeyDoc {
+        key: "mcp.servers[].restart.reset_after",
+        kind: "duration",
+        description: "Once the server has stayed up this long, the next failure starts again from `initial_backoff`.",
+        default_doc: Some("`1m`"),
+    },
     key(
         "logging.file",
         "path",
@@ -168,6 +262,15 @@ fn render_default(v: &Value) -> String {
     }
 }
 
+/// The environment column: keys inside a list of tables (`a.b[].c`) have no
+/// variable of their own; the whole list is set through the list's variable.
+fn env_column(key: &str) -> String {
+    match key.split_once("[]") {
+        Some((list, _)) => format!("in `{}`", env_var_name(list)),
+        None => format!("`{}`", env_var_name(key)),
+    }
+}
+
 /// Renders `docs/configuration.md`.
 pub fn render_markdown() -> String {
     let defaults = default_leaves();
@@ -203,11 +306,11 @@ pub fn render_markdown() -> String {
                 .unwrap_or_else(|| "unset".into()),
         };
         out.push_str(&format!(
-            "| `{}` | {} | {} | `{}` | {} |\n",
+            "| `{}` | {} | {} | {} | {} |\n",
             doc.key,
             doc.kind,
             default,
-            env_var_name(doc.key),
+            env_column(doc.key),
             doc.description
         ));
         let next_section = KEYS
@@ -220,7 +323,12 @@ pub fn render_markdown() -> String {
         }
     }
     out.push_str(
-        "## Example\n\n```toml\n[node]\ndata_root = \"/var/lib/dawn\"\nlisten = [\"/ip4/0.0.0.0/tcp/8000\", \"/ip4/0.0.0.0/udp/8000/quic-v1\"]\nbootstrap = [\"/ip4/10.0.0.2/tcp/8000/p2p/12D3KooW...\"]\n\n[api]\nlisten = \"127.0.0.1:9090\"\n\n[logging]\nlevel = \"info\"\nformat = \"json\"\n```\n",
+        "## Example\n\n```toml\n[node]\ndata_root = \"/var/lib/dawn\"\nlisten = [\"/ip4/0.0.0.0/tcp/8000\", \"/ip4/0.0.0.0/udp/8000/quic-v1\"]\nbootstrap = [\"/ip4/10.0.0.2/tcp/8000/p2p/12D3KooW...\"]\n\n[api]\nlisten = \"127.0.0.1:9090\"\n\n[logging]\nlevel = \"info\"\nformat = \"json\"\n\n\
+         # A local MCP server spoken to over stdio, mounted as agent `files`.\n\
+         [[mcp.servers]]\nid = \"files\"\ncommand = \"npx\"\nargs = [\"-y\", \"@modelcontextprotocol/server-filesystem\", \"/srv/shared\"]\n\n\
+         # A remote Streamable HTTP server, mounted as agent `search`.\n\
+         [[mcp.servers]]\nid = \"search\"\nurl = \"https://mcp.example.com/mcp\"\nbearer_token_env = \"SEARCH_MCP_TOKEN\"\n\
+         restart = { initial_backoff = \"2s\", max_backoff = \"5m\" }\n```\n",
     );
     out
 }

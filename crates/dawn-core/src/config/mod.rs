@@ -11,7 +11,7 @@ mod keys;
 mod load;
 mod units;
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use dawn_transport::Multiaddr;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,244 @@ pub struct McpSection {
     /// Serve the built-in `conformance` agent with the fixtures the official
     /// MCP conformance suite expects (testing only).
     pub conformance_agent: bool,
+    /// External MCP servers mounted as agents of this node (`[[mcp.servers]]`).
+    pub servers: Vec<MountedServerConfig>,
+}
+
+/// One external MCP server mounted as an agent (`[[mcp.servers]]`): a
+/// command spoken to over stdio, or a Streamable HTTP URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountedServerConfig {
+    /// The agent id the server's tools, resources and prompts appear under.
+    pub id: String,
+    /// What the server offers; defaults to the server's own description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// stdio: the program to run (a path, or a name looked up in `PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// stdio: arguments of `command`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// stdio: environment variables set for `command`, on top of the node's
+    /// environment (without its `DAWN_*` variables).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// stdio: working directory of `command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Streamable HTTP: the server's MCP endpoint (`http://` or `https://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Streamable HTTP: name of an environment variable of the node holding
+    /// a bearer token for the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_env: Option<String>,
+    /// Streamable HTTP: extra headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// How long connecting (spawning, MCP handshake, first listing) may take.
+    #[serde(default = "MountedServerConfig::default_startup_timeout")]
+    pub startup_timeout: HumanDuration,
+    /// Longest a forwarded call may take (the caller's deadline may be shorter).
+    #[serde(default = "MountedServerConfig::default_call_timeout")]
+    pub call_timeout: HumanDuration,
+    /// How the server is restarted (stdio) or reconnected (HTTP) after a failure.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+impl MountedServerConfig {
+    fn default_startup_timeout() -> HumanDuration {
+        HumanDuration::secs(30)
+    }
+
+    fn default_call_timeout() -> HumanDuration {
+        HumanDuration::secs(300)
+    }
+
+    /// A stdio server running `command` with `args`, with default timeouts.
+    pub fn stdio(id: impl Into<String>, command: impl Into<String>, args: Vec<String>) -> Self {
+        MountedServerConfig {
+            command: Some(command.into()),
+            args,
+            ..MountedServerConfig::empty(id.into())
+        }
+    }
+
+    /// A Streamable HTTP server at `url`, with default timeouts.
+    pub fn http(id: impl Into<String>, url: impl Into<String>) -> Self {
+        MountedServerConfig {
+            url: Some(url.into()),
+            ..MountedServerConfig::empty(id.into())
+        }
+    }
+
+    fn empty(id: String) -> Self {
+        MountedServerConfig {
+            id,
+            description: None,
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            url: None,
+            bearer_token_env: None,
+            headers: BTreeMap::new(),
+            startup_timeout: Self::default_startup_timeout(),
+            call_timeout: Self::default_call_timeout(),
+            restart: RestartPolicy::default(),
+        }
+    }
+
+    fn validate(&self, key: &str, issue: &mut dyn FnMut(String, String)) {
+        if let Err(e) = crate::address::AgentId::new(self.id.as_str()) {
+            issue(format!("{key}.id"), e.to_string());
+        }
+        match (&self.command, &self.url) {
+            (Some(_), Some(_)) => issue(
+                key.to_owned(),
+                "set either command (stdio) or url (Streamable HTTP), not both".into(),
+            ),
+            (None, None) => issue(
+                key.to_owned(),
+                "set command (a program spoken to over stdio) or url (a Streamable HTTP endpoint)"
+                    .into(),
+            ),
+            (Some(command), None) => {
+                if command.trim().is_empty() {
+                    issue(format!("{key}.command"), "must not be empty".into());
+                }
+                for (field, set) in [
+                    ("bearer_token_env", self.bearer_token_env.is_some()),
+                    ("headers", !self.headers.is_empty()),
+                ] {
+                    if set {
+                        issue(
+                            format!("{key}.{field}"),
+                            "applies only to url (Streamable HTTP) servers".into(),
+                        );
+                    }
+                }
+                for name in self.env.keys() {
+                    if name.is_empty() || name.contains('=') || name.contains('\0') {
+                        issue(
+                            format!("{key}.env"),
+                            format!("{name:?} is not a valid environment variable name"),
+                        );
+                    }
+                }
+            }
+            (None, Some(url)) => {
+                match url.parse::<axum::http::Uri>() {
+                    Ok(uri)
+                        if matches!(uri.scheme_str(), Some("http" | "https"))
+                            && uri.host().is_some_and(|h| !h.is_empty()) => {}
+                    _ => issue(
+                        format!("{key}.url"),
+                        format!("{url:?} is not an http:// or https:// URL"),
+                    ),
+                }
+                for (field, set) in [
+                    ("args", !self.args.is_empty()),
+                    ("env", !self.env.is_empty()),
+                    ("cwd", self.cwd.is_some()),
+                ] {
+                    if set {
+                        issue(
+                            format!("{key}.{field}"),
+                            "applies only to command (stdio) servers".into(),
+                        );
+                    }
+                }
+                if let Some(var) = &self.bearer_token_env {
+                    if var.is_empty() || var.contains('=') || var.contains('\0') {
+                        issue(
+                            format!("{key}.bearer_token_env"),
+                            format!("{var:?} is not a valid environment variable name"),
+                        );
+                    }
+                    if self
+                        .headers
+                        .keys()
+                        .any(|h| h.eq_ignore_ascii_case("authorization"))
+                    {
+                        issue(
+                            format!("{key}.headers"),
+                            "sets Authorization although bearer_token_env is set; use one of them"
+                                .into(),
+                        );
+                    }
+                }
+                for (name, value) in &self.headers {
+                    if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        issue(
+                            format!("{key}.headers"),
+                            format!("{name:?} is not a valid HTTP header name"),
+                        );
+                    } else if axum::http::HeaderValue::from_str(value).is_err() {
+                        issue(
+                            format!("{key}.headers"),
+                            format!("the value of {name} is not a valid HTTP header value"),
+                        );
+                    }
+                }
+            }
+        }
+        let day = std::time::Duration::from_secs(86_400);
+        for (field, d) in [
+            ("startup_timeout", self.startup_timeout),
+            ("call_timeout", self.call_timeout),
+            ("restart.initial_backoff", self.restart.initial_backoff),
+            ("restart.max_backoff", self.restart.max_backoff),
+            ("restart.reset_after", self.restart.reset_after),
+        ] {
+            if d.0.is_zero() || d.0 > day {
+                issue(
+                    format!("{key}.{field}"),
+                    format!("{d} is out of range (allowed: more than 0s, at most 1d)"),
+                );
+            }
+        }
+        if self.restart.initial_backoff > self.restart.max_backoff {
+            issue(
+                format!("{key}.restart.initial_backoff"),
+                format!(
+                    "{} is more than restart.max_backoff ({})",
+                    self.restart.initial_backoff, self.restart.max_backoff
+                ),
+            );
+        }
+    }
+}
+
+/// `mcp.servers[].restart`: delays between restarts (stdio) or reconnects
+/// (HTTP) of a mounted server.
+///
+/// The delay doubles from `initial_backoff` up to `max_backoff`, with random
+/// jitter (each delay lies between half and all of its nominal value), and
+/// starts again from `initial_backoff` once the server has stayed up for
+/// `reset_after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartPolicy {
+    /// The first delay.
+    pub initial_backoff: HumanDuration,
+    /// The largest delay.
+    pub max_backoff: HumanDuration,
+    /// Uptime after which the next failure starts again from `initial_backoff`.
+    pub reset_after: HumanDuration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            initial_backoff: HumanDuration::secs(1),
+            max_backoff: HumanDuration::secs(60),
+            reset_after: HumanDuration::secs(60),
+        }
+    }
 }
 
 impl Default for McpSection {
@@ -64,10 +302,13 @@ impl Default for McpSection {
         McpSection {
             enabled: true,
             allowed_hosts: Vec::new(),
-            allowed_origins: Vec::new(),
+            allowed_origins: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+                .map(String::from)
+                .to_vec(),
             max_body_size: ByteSize(4 << 20),
             page_size: 100,
             conformance_agent: false,
+            servers: Vec::new(),
         }
     }
 }
@@ -99,6 +340,10 @@ pub struct ApiSection {
     /// Socket address of the HTTP API.
     #[serde(deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
+    /// Require the bearer token on `/api` and `/mcp` routes. Only for tests
+    /// with clients that cannot send headers; refused unless the API listens
+    /// on a loopback address.
+    pub require_token: bool,
 }
 
 /// `[transport]`
@@ -224,6 +469,7 @@ impl Default for ApiSection {
         ApiSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            require_token: true,
         }
     }
 }
@@ -321,6 +567,15 @@ impl DawnConfig {
                 ),
             );
         }
+        if !self.api.require_token && !self.api.listen.ip().is_loopback() {
+            issue(
+                "api.require_token",
+                format!(
+                    "false is only allowed when api.listen is a loopback address, not {}",
+                    self.api.listen
+                ),
+            );
+        }
         if !(1..=1000).contains(&self.mcp.page_size) {
             issue(
                 "mcp.page_size",
@@ -341,6 +596,25 @@ impl DawnConfig {
         }
         if let Err(e) = dawn_observe::logging::parse_level(&self.logging.level) {
             issue("logging.level", e);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, server) in self.mcp.servers.iter().enumerate() {
+            let key = format!("mcp.servers[{i}]");
+            server.validate(&key, &mut |key, message| issue(&key, message));
+            // The built-in agents: `system`, and `conformance` when enabled.
+            if server.id == crate::system_agent::SYSTEM_AGENT_ID
+                || (self.mcp.conformance_agent && server.id == "conformance")
+            {
+                issue(
+                    &format!("{key}.id"),
+                    format!("{:?} is the id of a built-in agent", server.id),
+                );
+            } else if !seen.insert(server.id.as_str()) {
+                issue(
+                    &format!("{key}.id"),
+                    format!("{:?} is used by another mounted server", server.id),
+                );
+            }
         }
         issues
     }

@@ -67,7 +67,7 @@ async fn handle(shared: Arc<NodeShared>, mut call: InboundCall) {
         }
     };
     let method = method_label(&request.method);
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "inbound_call",
         peer_id = %peer,
         agent = %call.agent(),

@@ -138,6 +138,8 @@ pub(crate) struct NodeShared {
     pub(crate) calls: TaskTracker,
     pub(crate) api_token: Option<ApiToken>,
     pub(crate) api_addr: Mutex<Option<SocketAddr>>,
+    /// MCP servers mounted from `mcp.servers`.
+    pub(crate) mounted: crate::mounted::MountedServers,
     lock: Mutex<Option<DataDirLock>>,
     background: TaskTracker,
 }
@@ -199,12 +201,13 @@ impl NodeBuilder {
         let (lock, identity, status, store, api_token) = {
             let data_dir = data_dir.clone();
             let api_enabled = config.api.enabled;
+            let require_token = config.api.require_token;
             blocking(move || -> Result<_, NodeError> {
                 data_dir.ensure()?;
                 let lock = data_dir.lock()?;
                 let (identity, status) = NodeIdentity::load_or_create(&data_dir.node_key())?;
                 let store = Store::open(data_dir.database())?;
-                let token = if api_enabled {
+                let token = if api_enabled && require_token {
                     Some(ApiToken::load_or_create(&data_dir.api_token())?.0)
                 } else {
                     None
@@ -247,6 +250,7 @@ impl NodeBuilder {
             calls: TaskTracker::new(),
             api_token,
             api_addr: Mutex::new(None),
+            mounted: Default::default(),
             lock: Mutex::new(Some(lock)),
             background: TaskTracker::new(),
         });
@@ -254,9 +258,13 @@ impl NodeBuilder {
         node.add_agent_arc(Arc::new(SystemAgent {
             node: Arc::downgrade(&node.shared),
         }))?;
+        if node.shared.config.mcp.conformance_agent {
+            node.add_agent_arc(Arc::new(crate::conformance_agent::ConformanceAgent::new()))?;
+        }
         for agent in self.agents {
             node.add_agent_arc(agent)?;
         }
+        crate::mounted::register(&node)?;
 
         let shared = &node.shared;
         shared
@@ -271,6 +279,7 @@ impl NodeBuilder {
         if shared.config.api.enabled {
             crate::http_api::serve(node.clone()).await?;
         }
+        crate::mounted::start(&node);
         tracing::info!(
             %peer_id,
             listen = ?node.listen_addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -465,6 +474,20 @@ impl Node {
             cancel,
         )
         .await
+    }
+
+    /// The status of every mounted MCP server (`mcp.servers`), in
+    /// configuration order.
+    pub fn mounted_servers(&self) -> Vec<crate::mounted::MountedServerStatus> {
+        self.shared.mounted.statuses()
+    }
+
+    /// Watches the status of the mounted MCP server `id`.
+    pub fn watch_mounted_server(
+        &self,
+        id: &str,
+    ) -> Option<tokio::sync::watch::Receiver<crate::mounted::MountedServerStatus>> {
+        self.shared.mounted.watch(id)
     }
 
     /// Adds an agent to the running node.

@@ -85,7 +85,9 @@ pub(super) async fn send(
     let method = method_label(&request.method);
     let local = address.peer.is_none_or(|p| p == shared.peer_id());
     let direction = if local { "local" } else { "outbound" };
-    let span = tracing::info_span!(
+    // DEBUG, not INFO: formatting peer ids for a span on every call costs
+    // more than the rest of the routing; errors are logged with the ids.
+    let span = tracing::debug_span!(
         "call",
         node_id = %shared.peer_id(),
         peer_id = %address.peer.map(|p| p.to_string()).unwrap_or_default(),
@@ -178,20 +180,7 @@ async fn send_remote(
         tokio::select! {
             update = call.next() => match update {
                 CallUpdate::Event(event) => relay_event(&upstream, &mut pending, event).await,
-                CallUpdate::Done(Ok(bytes)) => {
-                    let id = id?;
-                    return Some(match Response::parse(&bytes) {
-                        Ok(response) if response.id == id => response,
-                        Ok(response) => Response::err(
-                            id,
-                            CallError::new(
-                                ErrorKind::ProtocolViolation,
-                                format!("peer answered with id {} instead of {}", response.id, "the request's id"),
-                            ),
-                        ),
-                        Err(error) => Response::err(id, error),
-                    });
-                }
+                CallUpdate::Done(Ok(bytes)) => return finish_response(id, &bytes),
                 CallUpdate::Done(Err(e)) => return fail(call_error(&e)),
             },
             Some((event_id, result)) = pending.next(), if !pending.is_empty() => {
@@ -209,6 +198,22 @@ async fn send_remote(
             }
         }
     }
+}
+
+/// Checks a peer's response body against the request's id.
+fn finish_response(id: Option<Value>, bytes: &[u8]) -> Option<Response> {
+    let id = id?;
+    Some(match Response::parse(bytes) {
+        Ok(response) if response.id == id => response,
+        Ok(response) => Response::err(
+            id.clone(),
+            CallError::new(
+                ErrorKind::ProtocolViolation,
+                format!("peer answered with id {} instead of {id}", response.id),
+            ),
+        ),
+        Err(error) => Response::err(id, error),
+    })
 }
 
 /// Forwards one mid-call message of a remote agent to the upstream.
