@@ -87,6 +87,27 @@ pub enum StoreError {
         source: serde_json::Error,
     },
 
+    /// A caller passed a value the store refuses (an empty or oversized agent state key, a
+    /// namespace with a `/`, ...). Nothing was written.
+    #[error("invalid input for database {}: {detail}", .path.display())]
+    InvalidInput {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with the input.
+        detail: String,
+    },
+
+    /// Writing a snapshot of the database to another file failed.
+    #[error("cannot snapshot database {} to {}: {detail}", .path.display(), .target.display())]
+    Snapshot {
+        /// The database file.
+        path: PathBuf,
+        /// The snapshot file being written.
+        target: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+
     /// A forward migration step failed; the database was left at schema version `from`.
     #[error(
         "migrating database {} from schema {from} to {to} failed: {source}",
@@ -143,7 +164,9 @@ impl StoreError {
             | StoreError::Io { path, .. }
             | StoreError::Database { path, .. }
             | StoreError::Record { path, .. }
-            | StoreError::Migration { path, .. } => path,
+            | StoreError::Migration { path, .. }
+            | StoreError::InvalidInput { path, .. }
+            | StoreError::Snapshot { path, .. } => path,
         }
     }
 }

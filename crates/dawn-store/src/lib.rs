@@ -5,7 +5,9 @@
 //! version with forward migrations run on open, and a health probe. Domains live in their own
 //! modules: the peer address book ([`AddressSource`], [`PeerEntry`]), trust records
 //! ([`TrustEntry`]) and peer reputation ([`ReputationEntry`]). The meaning of trust levels and
-//! reputation scores belongs to `dawn-security`; this crate only keeps the records.
+//! reputation scores belongs to `dawn-security`; this crate only keeps the records. Agents keep
+//! their own state in per-agent namespaces ([`AgentStore`]), and [`Store::snapshot_to`] writes
+//! a consistent copy of the whole database while it is in use, for backups.
 //!
 //! Identifiers such as peer ids and addresses are plain strings here, and times are unix
 //! milliseconds passed in by the caller, so the crate depends on neither libp2p nor a clock.
@@ -36,17 +38,26 @@
 //!
 //! [redb]: https://docs.rs/redb
 
+mod agent_state;
 mod error;
 mod json_table;
 mod peers;
+mod registry;
 mod reputation;
 mod schema;
+mod snapshot;
 mod store;
 mod trust;
 
+pub use agent_state::{
+    AgentStore, AgentTransaction, MAX_AGENT_NAMESPACE_BYTES, MAX_AGENT_STATE_KEY_BYTES,
+    MAX_AGENT_STATE_VALUE_BYTES,
+};
 pub use error::StoreError;
 pub use peers::{AddressEntry, AddressSource, MAX_ADDRESSES_PER_PEER, PeerEntry};
+pub use registry::RegistryCacheEntry;
 pub use reputation::ReputationEntry;
 pub use schema::SCHEMA_VERSION;
+pub use snapshot::SnapshotReport;
 pub use store::Store;
 pub use trust::{TrustEntry, TrustSource};

@@ -50,6 +50,10 @@ pub struct AddressEntry {
     pub addr: String,
     /// Where the address was most recently learned from.
     pub source: AddressSource,
+    /// Every source the address was learned from, in the order first seen
+    /// (empty in records written before this field existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<AddressSource>,
     /// When the address was first recorded (unix milliseconds).
     pub first_seen_ms: u64,
     /// When the address was most recently recorded (unix milliseconds).
@@ -107,11 +111,15 @@ impl StoredPeer {
         match self.addresses.iter_mut().find(|entry| entry.addr == addr) {
             Some(entry) => {
                 entry.source = source;
+                if !entry.sources.contains(&source) {
+                    entry.sources.push(source);
+                }
                 entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
             }
             None => self.addresses.push(AddressEntry {
                 addr: addr.to_string(),
                 source,
+                sources: vec![source],
                 first_seen_ms: now_ms,
                 last_seen_ms: now_ms,
             }),
@@ -305,6 +313,7 @@ mod tests {
         AddressEntry {
             addr: addr.to_string(),
             source: AddressSource::Dialed,
+            sources: vec![AddressSource::Dialed],
             first_seen_ms,
             last_seen_ms,
         }
@@ -343,8 +352,13 @@ mod tests {
         let mut peer = StoredPeer::new(100);
         peer.record_address("/a", AddressSource::Dialed, 200);
         peer.record_address("/a", AddressSource::Identify, 150);
+        peer.record_address("/a", AddressSource::Dialed, 160);
         assert_eq!(peer.addresses[0].last_seen_ms, 200);
-        assert_eq!(peer.addresses[0].source, AddressSource::Identify);
+        assert_eq!(peer.addresses[0].source, AddressSource::Dialed);
+        assert_eq!(
+            peer.addresses[0].sources,
+            [AddressSource::Dialed, AddressSource::Identify]
+        );
         assert_eq!(peer.last_seen_ms, 200);
     }
 }

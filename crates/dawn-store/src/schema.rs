@@ -24,6 +24,8 @@
 //! |---------|------------------------------------------|--------------------------------|
 //! | 1       | `meta`, `peers`                          | (first version)                |
 //! | 2       | `meta`, `peers`, `trust`, `reputation`   | creates `trust` and `reputation` (empty) |
+//! | 3       | + `agent_state`                          | creates `agent_state` (empty)  |
+//! | 4       | + `registry`                             | creates `registry` (empty); the registry epoch lives in `meta` |
 
 use std::path::Path;
 
@@ -32,10 +34,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::StoreError;
-use crate::{peers, reputation, trust};
+use crate::{agent_state, peers, registry, reputation, trust};
 
 /// The schema version this build writes, and the newest it can read.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The name of the [`META`] table.
 pub(crate) const META_TABLE: &str = "meta";
@@ -59,11 +61,23 @@ pub(crate) struct Migration {
 }
 
 /// The migration steps of this build, oldest first: step `i` upgrades from version `i + 1`.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    description: "add the trust and reputation tables",
-    apply: add_trust_and_reputation_tables,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        description: "add the trust and reputation tables",
+        apply: add_trust_and_reputation_tables,
+    },
+    Migration {
+        from: 2,
+        description: "add the agent_state table",
+        apply: agent_state::create_table,
+    },
+    Migration {
+        from: 3,
+        description: "add the registry cache table",
+        apply: registry::create_table,
+    },
+];
 
 /// Step 1 -> 2: creates the (empty) `trust` and `reputation` tables.
 fn add_trust_and_reputation_tables(path: &Path, txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -78,6 +92,8 @@ pub(crate) fn create_tables(path: &Path, txn: &WriteTransaction) -> Result<(), S
     txn.open_table(peers::PEERS).map_err(redb_error(path))?;
     trust::create_table(path, txn)?;
     reputation::create_table(path, txn)?;
+    agent_state::create_table(path, txn)?;
+    registry::create_table(path, txn)?;
     Ok(())
 }
 

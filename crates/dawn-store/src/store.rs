@@ -68,6 +68,14 @@ impl Store {
         Ok(store)
     }
 
+    /// Wraps an already open database (for the snapshot module's unmigrated open).
+    pub(crate) fn from_database(database: Database, path: &Path) -> Store {
+        Store {
+            database: Arc::new(database),
+            path: Arc::new(path.to_path_buf()),
+        }
+    }
+
     /// The path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -166,7 +174,7 @@ impl Store {
         StoreError::from_redb(&self.path, error)
     }
 
-    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         self.database
             .begin_write()
             .map_err(|error| self.redb_error(error))

@@ -1,5 +1,5 @@
-//! Upgrading a database written by an older build: schema 1 (meta + peers) to schema 2 (adds
-//! the trust and reputation tables).
+//! Upgrading a database written by an older build: schema 1 (meta + peers) to the current
+//! schema (2 added the trust and reputation tables, 3 the agent_state table).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,8 +40,8 @@ fn table_names(path: &Path) -> Vec<String> {
 }
 
 #[test]
-fn schema_1_database_is_migrated_to_schema_2_keeping_its_peers() {
-    assert_eq!(SCHEMA_VERSION, 2);
+fn schema_1_database_is_migrated_to_the_current_schema_keeping_its_peers() {
+    const { assert!(SCHEMA_VERSION >= 2) };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dawn.redb");
     create_schema_1_database(&path);
@@ -49,7 +49,7 @@ fn schema_1_database_is_migrated_to_schema_2_keeping_its_peers() {
 
     let store = Store::open(&path).unwrap();
 
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     let peer = store.peer("peer-old").unwrap().expect("v1 peer survives");
     assert_eq!(peer.addresses[0].addr, "/ip4/10.0.0.1/tcp/8000");
     assert!(store.trust_entries().unwrap().is_empty());
@@ -76,10 +76,20 @@ fn schema_1_database_is_migrated_to_schema_2_keeping_its_peers() {
         })
         .unwrap();
     drop(store);
-    assert_eq!(table_names(&path), ["meta", "peers", "reputation", "trust"]);
+    assert_eq!(
+        table_names(&path),
+        [
+            "agent_state",
+            "meta",
+            "peers",
+            "registry",
+            "reputation",
+            "trust"
+        ]
+    );
 
     let reopened = Store::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 2);
+    assert_eq!(reopened.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(
         reopened.trust_entry("peer-old").unwrap().unwrap().level,
         "trusted"
@@ -95,9 +105,19 @@ fn schema_1_database_is_migrated_to_schema_2_keeping_its_peers() {
 }
 
 #[test]
-fn new_database_has_every_schema_2_table() {
+fn new_database_has_every_current_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dawn.redb");
     drop(Store::open(&path).unwrap());
-    assert_eq!(table_names(&path), ["meta", "peers", "reputation", "trust"]);
+    assert_eq!(
+        table_names(&path),
+        [
+            "agent_state",
+            "meta",
+            "peers",
+            "registry",
+            "reputation",
+            "trust"
+        ]
+    );
 }
