@@ -760,6 +760,25 @@ pub fn prometheus_rules(group: &str, rules: &[AlertRule], group_by: &[&str]) -> 
     out
 }
 
+/// `deploy/prometheus/rules/dawn-alerts.yml`: the built-in rules with their
+/// default thresholds, for a Prometheus server scraping many nodes (sums
+/// taken `by (instance)`). Generated; a test keeps the file current.
+pub fn default_prometheus_rules_file() -> String {
+    let mut out = String::from(
+        "# Generated from dawn_observe::alerts::builtin_rules with the default\n\
+         # observability.alerts settings (crates/dawn-observe/src/alerts.rs); do not edit.\n\
+         # Regenerate with `cargo xtask docs`. These are the alerts each node also\n\
+         # evaluates itself; if you change thresholds in the node configuration,\n\
+         # copy this file and change them here too.\n",
+    );
+    out.push_str(&prometheus_rules(
+        "dawn-alerts",
+        &builtin_rules(&AlertsConfig::default()),
+        &["instance"],
+    ));
+    out
+}
+
 /// Replaces `{{ $value }}` and `{{ $labels.name }}`.
 fn expand(template: &str, value: f64, labels: &Labels) -> String {
     let mut out = String::with_capacity(template.len());

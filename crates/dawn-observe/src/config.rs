@@ -4,12 +4,15 @@
 //! [observability.metrics]
 //! enabled = true
 //! path = "/metrics"
+//! require_token = false     # the API bearer token on /metrics
 //!
 //! [observability.health]
 //! cache_ttl = "1s"          # results reused for this long (0 = always run checks)
 //! check_timeout = "5s"      # a check running longer is unhealthy
 //! min_peers = 1             # fewer connected peers = degraded (0 = no check)
 //! disk = { degraded_below = "1GiB", unhealthy_below = "100MiB" }
+//! bootstrap_timeout = "30s" # ready without a bootstrap peer after this long
+//! require_token = false     # the API bearer token on GET /health
 //!
 //! [observability.alerts]
 //! enabled = true
@@ -60,6 +63,10 @@ pub struct MetricsConfig {
     pub enabled: bool,
     /// HTTP path on the API server. Default `/metrics`.
     pub path: String,
+    /// Require the API bearer token on the metrics path. Default `false`:
+    /// Prometheus scrapes without credentials, and the metrics carry no
+    /// secrets, peer ids or request data.
+    pub require_token: bool,
 }
 
 impl Default for MetricsConfig {
@@ -67,6 +74,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             enabled: true,
             path: "/metrics".into(),
+            require_token: false,
         }
     }
 }
@@ -88,6 +96,13 @@ pub struct HealthConfig {
     pub min_peers: u32,
     /// Free-space thresholds for the data directory.
     pub disk: DiskThresholds,
+    /// Longest the node waits for a bootstrap peer before it reports ready
+    /// anyway. Default `30s`.
+    #[serde(with = "units::duration")]
+    pub bootstrap_timeout: Duration,
+    /// Require the API bearer token on `GET /health` (the detailed report).
+    /// `/health/live` and `/health/ready` never need it. Default `false`.
+    pub require_token: bool,
 }
 
 impl Default for HealthConfig {
@@ -97,6 +112,8 @@ impl Default for HealthConfig {
             check_timeout: Duration::from_secs(5),
             min_peers: 1,
             disk: DiskThresholds::default(),
+            bootstrap_timeout: Duration::from_secs(30),
+            require_token: false,
         }
     }
 }
@@ -423,6 +440,9 @@ impl ObservabilityConfig {
                 "must be more than 0s and at most 60s".into(),
             );
         }
+        if h.bootstrap_timeout > Duration::from_secs(3600) {
+            problem("health.bootstrap_timeout", "must be at most 1h".into());
+        }
         if h.disk.unhealthy_below > h.disk.degraded_below {
             problem(
                 "health.disk.unhealthy_below",
@@ -560,10 +580,10 @@ fn check_url(u: &str) -> Result<(), String> {
     }
 }
 
-/// Documentation of one configuration key (relative to `observability.`).
+/// Documentation of one configuration key.
 #[derive(Debug, Clone, Copy)]
 pub struct ConfigKeyDoc {
-    /// Dotted key path under `observability`, e.g. `health.cache_ttl`.
+    /// Full dotted key path, e.g. `observability.health.cache_ttl`.
     pub key: &'static str,
     /// Value type as users write it.
     pub kind: &'static str,
@@ -579,138 +599,162 @@ const fn key(key: &'static str, kind: &'static str, description: &'static str) -
     }
 }
 
-/// Every key of [`ObservabilityConfig`], for the node's configuration
-/// reference. Defaults come from serialising `ObservabilityConfig::default()`.
+/// Every key of [`ObservabilityConfig`] (as `observability.…`), for the
+/// node's configuration reference. Defaults come from serialising
+/// `ObservabilityConfig::default()`.
 pub const KEYS: &[ConfigKeyDoc] = &[
     key(
-        "metrics.enabled",
+        "observability.metrics.enabled",
         "bool",
         "Record metrics and serve them on the API server.",
     ),
     key(
-        "metrics.path",
+        "observability.metrics.path",
         "string",
         "HTTP path of the Prometheus endpoint.",
     ),
     key(
-        "health.cache_ttl",
+        "observability.metrics.require_token",
+        "bool",
+        "Require `Authorization: Bearer <api token>` on the metrics path. Off by default so Prometheus can scrape without credentials; metrics carry no secrets, peer ids or request data. When on, give Prometheus the token (`authorization: { credentials_file: ... }`).",
+    ),
+    key(
+        "observability.health.cache_ttl",
         "duration",
         "How long a `/health` report is reused; protects the node from probe storms. `0s` runs the checks on every request.",
     ),
     key(
-        "health.check_timeout",
+        "observability.health.check_timeout",
         "duration",
         "Longest a single health check may run; a check that takes longer is reported unhealthy (`timed out after ...`).",
     ),
     key(
-        "health.min_peers",
+        "observability.health.min_peers",
         "integer",
         "Fewer connected peers than this makes the node degraded. 0 disables the check.",
     ),
     key(
-        "health.disk.degraded_below",
+        "observability.health.disk.degraded_below",
         "size",
         "Free space in the data directory below which the node is degraded.",
     ),
     key(
-        "health.disk.unhealthy_below",
+        "observability.health.disk.unhealthy_below",
         "size",
         "Free space in the data directory below which the node is unhealthy.",
     ),
-    key("alerts.enabled", "bool", "Run the built-in alert engine."),
     key(
-        "alerts.evaluation_interval",
+        "observability.health.bootstrap_timeout",
+        "duration",
+        "`/health/ready` waits for a connection to one of `node.bootstrap` (if any are configured) at most this long after start, then reports ready anyway.",
+    ),
+    key(
+        "observability.health.require_token",
+        "bool",
+        "Require the API bearer token on `GET /health` (the detailed report). `/health/live` and `/health/ready` never require it, so orchestrator probes work without credentials.",
+    ),
+    key(
+        "observability.alerts.enabled",
+        "bool",
+        "Run the built-in alert engine.",
+    ),
+    key(
+        "observability.alerts.evaluation_interval",
         "duration",
         "How often alert rules are evaluated.",
     ),
     key(
-        "alerts.resend_interval",
+        "observability.alerts.resend_interval",
         "duration",
         "How often still-firing alerts are re-sent to Alertmanager.",
     ),
     key(
-        "alerts.generator_url",
+        "observability.alerts.generator_url",
         "URL",
         "Link included in notifications (`generatorURL`).",
     ),
-    key("alerts.no_peers.enabled", "bool", "Evaluate `DawnNoPeers`."),
     key(
-        "alerts.no_peers.for",
+        "observability.alerts.no_peers.enabled",
+        "bool",
+        "Evaluate `DawnNoPeers`.",
+    ),
+    key(
+        "observability.alerts.no_peers.for",
         "duration",
         "How long the node must have no connected peer before `DawnNoPeers` fires.",
     ),
     key(
-        "alerts.error_rate.enabled",
+        "observability.alerts.error_rate.enabled",
         "bool",
         "Evaluate `DawnHighErrorRate`.",
     ),
     key(
-        "alerts.error_rate.threshold",
+        "observability.alerts.error_rate.threshold",
         "number",
         "Errors per second (over `window`) above which `DawnHighErrorRate` is pending.",
     ),
     key(
-        "alerts.error_rate.window",
+        "observability.alerts.error_rate.window",
         "duration",
         "Window the error rate is computed over.",
     ),
     key(
-        "alerts.error_rate.for",
+        "observability.alerts.error_rate.for",
         "duration",
         "How long the error rate must stay above the threshold.",
     ),
     key(
-        "alerts.error_rate.exclude_kinds",
+        "observability.alerts.error_rate.exclude_kinds",
         "list of strings",
         "Error kinds not counted; by default those caused by callers (invalid params, unknown tool, rate limited, ...).",
     ),
     key(
-        "alerts.circuit_breaker_open.enabled",
+        "observability.alerts.circuit_breaker_open.enabled",
         "bool",
         "Evaluate `DawnCircuitBreakerOpen`.",
     ),
     key(
-        "alerts.circuit_breaker_open.for",
+        "observability.alerts.circuit_breaker_open.for",
         "duration",
         "How long some circuit breaker must be open before the alert fires.",
     ),
     key(
-        "alerts.disk_space_low.enabled",
+        "observability.alerts.disk_space_low.enabled",
         "bool",
         "Evaluate `DawnDiskSpaceLow`.",
     ),
     key(
-        "alerts.disk_space_low.below",
+        "observability.alerts.disk_space_low.below",
         "size",
         "Free space in the data directory below which `DawnDiskSpaceLow` is pending.",
     ),
     key(
-        "alerts.disk_space_low.for",
+        "observability.alerts.disk_space_low.for",
         "duration",
         "How long free space must stay below the threshold.",
     ),
     key(
-        "alerts.mcp_server_down.enabled",
+        "observability.alerts.mcp_server_down.enabled",
         "bool",
         "Evaluate `DawnMcpServerDown`.",
     ),
     key(
-        "alerts.mcp_server_down.for",
+        "observability.alerts.mcp_server_down.for",
         "duration",
         "How long a mounted MCP server must be down before the alert fires.",
     ),
     key(
-        "alerts.log.enabled",
+        "observability.alerts.log.enabled",
         "bool",
         "Log firing alerts at WARN and resolved ones at INFO.",
     ),
     key(
-        "alerts.webhooks",
+        "observability.alerts.webhooks",
         "list of tables",
         "Webhook receivers: `url`, `secret` or `secret_env` (HMAC-SHA256 key; signature in `X-Dawn-Signature: sha256=<hex>`), `timeout` (default 10s), `max_retries` (default 3).",
     ),
     key(
-        "alerts.alertmanagers",
+        "observability.alerts.alertmanagers",
         "list of tables",
         "Alertmanagers receiving alerts through `POST <url>/api/v2/alerts`: `url`, `timeout` (default 10s), `max_retries` (default 3).",
     ),
@@ -813,12 +857,13 @@ mod tests {
             &serde_json::to_value(ObservabilityConfig::default()).unwrap(),
             &mut found,
         );
+        let found: Vec<String> = found.iter().map(|k| format!("observability.{k}")).collect();
         for k in &found {
             assert!(KEYS.iter().any(|d| d.key == k), "{k} undocumented");
         }
         for d in KEYS {
             assert!(
-                found.iter().any(|k| k == d.key) || d.key == "alerts.generator_url",
+                found.iter().any(|k| k == d.key) || d.key == "observability.alerts.generator_url",
                 "{} documented but not a key",
                 d.key
             );

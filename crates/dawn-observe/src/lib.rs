@@ -5,8 +5,9 @@
 //! measurements; a binary (or an embedding program) decides where they go by
 //! calling into this crate at start-up:
 //!
-//! - [`logging`]: the process-wide `tracing` subscriber (text or JSON lines,
-//!   level directives, optional rotated log file);
+//! - [`logging`]: the process-wide `tracing` subscriber (text or flat JSON
+//!   lines, level directives, optional rotated log file, secret-looking
+//!   fields redacted; [`log_format`]);
 //! - [`metrics`]: installs the Prometheus recorder, renders scrapes (with
 //!   process metrics and extra sources such as libp2p's registry), and holds
 //!   [`metrics::METRICS`], the documented list of every metric;
@@ -55,6 +56,8 @@ pub mod alerts;
 pub mod config;
 pub mod exposition;
 pub mod health;
+pub mod histogram;
+pub mod log_format;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

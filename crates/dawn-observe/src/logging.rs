@@ -18,6 +18,8 @@ use std::{
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::log_format::{FlatJson, RedactingJsonFields, RedactingTextFields};
+
 use tracing_subscriber::{
     EnvFilter, Layer as _, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _,
 };
@@ -27,8 +29,10 @@ use tracing_subscriber::{
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
-    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`
-    /// (including `message`) and the fields of the enclosing spans.
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`,
+    /// the event's fields and the fields of its enclosing spans (such as
+    /// `node_id`, `peer_id`, `request_id`) at the top level, and `span`, the
+    /// innermost span's name. See [`crate::log_format`].
     Json,
 }
 
@@ -286,6 +290,13 @@ impl<'a> fmt::MakeWriter<'a> for RotatingFile {
     }
 }
 
+/// Sets the `node_id` written on every JSON log line that has none from its
+/// spans. The first call in a process wins (a process normally runs one
+/// node); returns whether this call set it.
+pub fn set_node_id(node_id: &str) -> bool {
+    crate::log_format::NODE_ID.set(node_id.to_owned()).is_ok()
+}
+
 /// Installs the process-wide subscriber: stderr, plus the file if set (never
 /// rotated; see [`init_with`]).
 pub fn init(settings: &LogSettings) -> Result<(), LoggingError> {
@@ -307,21 +318,28 @@ pub fn init_with(settings: &LogSettings, file_options: LogFileOptions) -> Result
         };
     let (stderr_layer, file_layer) = match settings.format {
         LogFormat::Text => (
-            fmt::layer().with_writer(std::io::stderr).boxed(),
-            file.map(|w| fmt::layer().with_ansi(false).with_writer(w).boxed()),
-        ),
-        LogFormat::Json => (
             fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
+                .fmt_fields(RedactingTextFields)
                 .with_writer(std::io::stderr)
                 .boxed(),
             file.map(|w| {
                 fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
+                    .fmt_fields(RedactingTextFields)
+                    .with_ansi(false)
+                    .with_writer(w)
+                    .boxed()
+            }),
+        ),
+        LogFormat::Json => (
+            fmt::layer()
+                .fmt_fields(RedactingJsonFields)
+                .event_format(FlatJson)
+                .with_writer(std::io::stderr)
+                .boxed(),
+            file.map(|w| {
+                fmt::layer()
+                    .fmt_fields(RedactingJsonFields)
+                    .event_format(FlatJson)
                     .with_writer(w)
                     .boxed()
             }),

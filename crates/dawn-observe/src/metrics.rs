@@ -159,11 +159,11 @@ const CALL_DIRECTION: LabelDoc = label(
 );
 const CALL_METHOD: LabelDoc = label(
     "method",
-    "the JSON-RPC method from a fixed list (`tools/call`, `tools/list`, `resources/read`, ...), `other` for unknown methods, `invalid` for unparseable requests",
+    "the JSON-RPC method, from a fixed list: `tools_call`, `tools_list`, `resources_read`, `resources_list`, `resource_templates_list`, `prompts_get`, `prompts_list`, `complete`, `ping`, `describe`, `agents`, `registry_sync`, `watch_resource`; `other` for any other method, `invalid` for a request that could not be parsed",
 );
 const CALL_STATUS: LabelDoc = label(
     "status",
-    "`ok`, or the error kind (`docs/errors.md`, e.g. `deadline_exceeded`)",
+    "`ok`, or the error kind (`docs/errors.md`, e.g. `deadline_exceeded`; `other` for an error without a Dawn kind)",
 );
 const BREAKER_STATE: &str = "`closed`, `open`, `half_open`";
 
@@ -194,7 +194,35 @@ pub const METRICS: &[MetricDoc] = &[
         Gauge,
         None,
         "Peers with at least one open connection, by the transport of that connection.",
-        &[label("transport", "`tcp`, `quic`, `other`")],
+        &[label("transport", "`tcp`, `quic`, `memory`, `other`")],
+    ),
+    dawn(
+        "dawn_peers_discovered_total",
+        Counter,
+        None,
+        "Peers (or new addresses of known peers) found by discovery.",
+        &[label("source", "`mdns`, `kademlia`")],
+    ),
+    dawn(
+        "dawn_peers_pruned_total",
+        Counter,
+        None,
+        "Connections closed because the node was above its connection high watermark.",
+        &[],
+    ),
+    dawn(
+        "dawn_gossip_published_total",
+        Counter,
+        None,
+        "Gossip messages published by this node, by outcome.",
+        &[label("status", "`ok`, `no_peers`, `error`")],
+    ),
+    dawn(
+        "dawn_peer_dials_total",
+        Counter,
+        None,
+        "Dials of peers that were not connected: bootstrap and remembered peers being redialed, and peers found by discovery (mDNS, Kademlia), by outcome.",
+        &[label("outcome", "`connected`, `failed`")],
     ),
     dawn(
         "dawn_connections_total",
@@ -230,18 +258,27 @@ pub const METRICS: &[MetricDoc] = &[
         Histogram,
         Some(Unit::Bytes),
         "Size of RPC message bodies sent and received over the peer-to-peer transport.",
-        &[DIRECTION_P2P, label("kind", "`request`, `response`")],
+        &[
+            DIRECTION_P2P,
+            label(
+                "kind",
+                "`request`, `response`, `event` (a notification or request from the serving agent during a call), `event_reply`",
+            ),
+        ],
     ),
     dawn(
         "dawn_errors_total",
         Counter,
         None,
-        "Errors by kind (the error taxonomy's stable labels) and the component that produced them.",
+        "Errors by kind (the error taxonomy's stable labels) and the component that produced them. A failed call counts once on each node that saw it fail: the caller (outbound or local) and the serving node (inbound).",
         &[
-            label("kind", "an error kind label from `docs/errors.md`"),
+            label(
+                "kind",
+                "an error kind label from `docs/errors.md`, or `other`",
+            ),
             label(
                 "component",
-                "`transport`, `core`, `api`, `mcp`, `store`, `security`, `resilience`",
+                "`transport` (dialing, connections, protocol), `resilience` (rate limits, breakers, deadlines, retries), `security` (authorization), `core` (routing and agents), `store` (the database)",
             ),
         ],
     ),
@@ -252,16 +289,35 @@ pub const METRICS: &[MetricDoc] = &[
         "Tool calls served by this node's own agents, by agent, tool and outcome. Only local agents are labelled: remote agent and tool names are chosen by other nodes and would make the label set unbounded.",
         &[
             label("agent", "id of an agent hosted on this node"),
-            label("tool", "name of a tool of that agent"),
-            CALL_STATUS,
+            label(
+                "tool",
+                "name of a tool of that agent; `other` when the agent has no tool of the requested name",
+            ),
+            label(
+                "status",
+                "`ok`, `tool_error` (the tool answered with `isError: true`), or the error kind (e.g. `invalid_params`)",
+            ),
         ],
     ),
     dawn(
         "dawn_registry_entries",
         Gauge,
         None,
-        "Entries in the mesh registry: known nodes, agents and tools.",
-        &[label("kind", "`nodes`, `agents`, `tools`")],
+        "Entries in the mesh registry: available nodes (this one included), nodes whose record is kept but that are unavailable, and the agents and tools of available nodes.",
+        &[label(
+            "kind",
+            "`nodes`, `unavailable_nodes`, `agents`, `tools`",
+        )],
+    ),
+    dawn(
+        "dawn_registry_rejected_total",
+        Counter,
+        None,
+        "Registry records (announcements) from peers that were refused, by reason.",
+        &[label(
+            "reason",
+            "`malformed`, `too_large`, `forged`, `replayed`",
+        )],
     ),
     // --- resilience
     dawn(
@@ -302,6 +358,27 @@ pub const METRICS: &[MetricDoc] = &[
         "Circuit breaker state changes, by old and new state.",
         &[label("from", BREAKER_STATE), label("to", BREAKER_STATE)],
     ),
+    dawn(
+        "dawn_circuit_breaker_rejected_total",
+        Counter,
+        None,
+        "Calls refused at once because the breaker for their peer was open.",
+        &[],
+    ),
+    dawn(
+        "dawn_retries_total",
+        Counter,
+        None,
+        "Retries of failed operations (each attempt after the first).",
+        &[],
+    ),
+    dawn(
+        "dawn_retry_budget_exhausted_total",
+        Counter,
+        None,
+        "Retries not made because the retry budget was spent.",
+        &[],
+    ),
     // --- security and API
     dawn(
         "dawn_audit_events_total",
@@ -310,7 +387,7 @@ pub const METRICS: &[MetricDoc] = &[
         "Audit log records written, by event type.",
         &[label(
             "event",
-            "an audit event type (a fixed list in dawn-security)",
+            "`connection_accepted`, `connection_refused`, `call_allowed`, `call_denied`, `trust_changed`, `announcement_rejected`, `api_auth_failed`, `token_rotated`, `key_unlocked`, `key_unlock_failed`, `passphrase_changed`, `peer_disconnected`, `peer_banned`, `backup_created`, `backup_restored`, `audit_records_dropped`",
         )],
     ),
     dawn(
@@ -318,6 +395,52 @@ pub const METRICS: &[MetricDoc] = &[
         Counter,
         None,
         "HTTP API requests rejected for a missing or wrong token.",
+        &[],
+    ),
+    dawn(
+        "dawn_security_denials_total",
+        Counter,
+        None,
+        "Requests and connections from peers refused by trust and policy (JSON-RPC -32001 `not permitted`, or a refused connection), by the permission they needed.",
+        &[label(
+            "permission",
+            "`connect`, `discover`, `list_tools`, `call_tool`, `call_read_only_tool`, `read_resource`, `get_prompt`",
+        )],
+    ),
+    dawn(
+        "dawn_audit_records_dropped_total",
+        Counter,
+        None,
+        "Audit records that could not be queued for the audit log writer (queue full or writer stopped); the log itself notes the gap with an `audit_records_dropped` record.",
+        &[],
+    ),
+    // --- backups
+    dawn(
+        "dawn_backups_total",
+        Counter,
+        None,
+        "Backups written by the node (scheduled, or asked for through `POST /api/v1/backup` / `dawn-cli backup create`), by outcome.",
+        &[label("status", "`ok`, `error`")],
+    ),
+    dawn(
+        "dawn_backup_last_success_timestamp_seconds",
+        Gauge,
+        Some(Unit::Seconds),
+        "Unix time of the last successful backup written by the node (absent until one succeeds).",
+        &[],
+    ),
+    dawn(
+        "dawn_backup_last_size_bytes",
+        Gauge,
+        Some(Unit::Bytes),
+        "Size of the archive of the last successful backup written by the node.",
+        &[],
+    ),
+    dawn(
+        "dawn_backup_last_duration_seconds",
+        Gauge,
+        Some(Unit::Seconds),
+        "How long the last successful backup written by the node took.",
         &[],
     ),
     // --- resources and dependencies
@@ -424,6 +547,7 @@ type Source = Arc<dyn Fn() -> String + Send + Sync>;
 
 struct HandleInner {
     prometheus: PrometheusHandle,
+    histograms: Arc<crate::histogram::Histograms>,
     started: Instant,
     sources: RwLock<Vec<(String, Source)>>,
 }
@@ -464,8 +588,10 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// share it).
 ///
 /// Describes every entry of [`METRICS`], configures histogram buckets
-/// ([`SECONDS_BUCKETS`] for `*_seconds`, [`BYTES_BUCKETS`] for `*_bytes`;
-/// other histograms are exported as summaries), and starts a small
+/// ([`SECONDS_BUCKETS`] for `*_seconds`, [`BYTES_BUCKETS`] for `*_bytes`,
+/// recorded straight into atomic bucket counters, see
+/// [`crate::histogram`]; other histograms are exported as summaries), and
+/// starts a small
 /// background thread that folds histogram samples into buckets every few
 /// seconds. It also creates, at 0, the series that alerting expects to exist
 /// from the start: `dawn_connected_peers{transport="tcp"|"quic"}` and
@@ -483,12 +609,18 @@ pub fn install() -> Result<MetricsHandle, MetricsError> {
         BuildError::FailedToSetGlobalRecorder(_) => MetricsError::OtherRecorderInstalled,
         other => MetricsError::Build(other.to_string()),
     };
-    let prometheus = PrometheusBuilder::new()
+    let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES_BUCKETS))
         .map_err(build_error)?
-        .install_recorder()
-        .map_err(build_error)?;
+        .build_recorder();
+    let prometheus = recorder.handle();
+    let histograms = Arc::new(crate::histogram::Histograms::default());
+    ::metrics::set_global_recorder(crate::histogram::DawnRecorder {
+        prometheus: recorder,
+        histograms: Arc::clone(&histograms),
+    })
+    .map_err(|_| MetricsError::OtherRecorderInstalled)?;
     describe_all();
     let upkeep = prometheus.clone();
     if let Err(e) = std::thread::Builder::new()
@@ -505,6 +637,7 @@ pub fn install() -> Result<MetricsHandle, MetricsError> {
     let handle = MetricsHandle {
         inner: Arc::new(HandleInner {
             prometheus,
+            histograms,
             started: Instant::now(),
             sources: RwLock::new(Vec::new()),
         }),
@@ -526,6 +659,13 @@ pub fn install() -> Result<MetricsHandle, MetricsError> {
 /// The handle [`install`] returned, if it has been called in this process.
 pub fn installed() -> Option<MetricsHandle> {
     INSTALLED.get().cloned()
+}
+
+/// Whether [`install`] has installed the recorder in this process (cheap:
+/// for code that caches metric handles, which is only right once the
+/// recorder that will serve them is in place).
+pub fn is_installed() -> bool {
+    INSTALLED.get().is_some()
 }
 
 /// Sets `dawn_build_info{version, commit} 1`. Call once at start-up.
@@ -567,7 +707,8 @@ impl MetricsHandle {
     /// Like [`render`](Self::render), with further exposition texts appended
     /// (Prometheus or OpenMetrics; merged with the same rules).
     pub fn render_with(&self, extra: &[&str]) -> String {
-        let recorder = self.render_recorder();
+        let recorder = self.render_recorder_counters_and_gauges();
+        let histograms = self.inner.histograms.render();
         let process = process::render();
         let sources: Vec<Source> = self
             .inner
@@ -578,8 +719,9 @@ impl MetricsHandle {
             .map(|(_, s)| Arc::clone(s))
             .collect();
         let produced: Vec<String> = sources.iter().map(|s| s()).collect();
-        let mut parts: Vec<&str> = Vec::with_capacity(2 + produced.len() + extra.len());
+        let mut parts: Vec<&str> = Vec::with_capacity(3 + produced.len() + extra.len());
         parts.push(&recorder);
+        parts.push(&histograms);
         parts.push(&process);
         parts.extend(produced.iter().map(String::as_str));
         parts.extend_from_slice(extra);
@@ -589,6 +731,12 @@ impl MetricsHandle {
     /// Only the metrics recorded through the `metrics` facade (what the
     /// alert engine's [`RecorderSource`](crate::alerts::RecorderSource) reads).
     pub fn render_recorder(&self) -> String {
+        let mut text = self.render_recorder_counters_and_gauges();
+        text.push_str(&self.inner.histograms.render());
+        text
+    }
+
+    fn render_recorder_counters_and_gauges(&self) -> String {
         ::metrics::gauge!("dawn_uptime_seconds").set(self.inner.started.elapsed().as_secs_f64());
         self.inner.prometheus.render()
     }
@@ -681,8 +829,11 @@ pub fn markdown() -> String {
     let mut out = String::from(
         "# Metrics\n\n\
          <!-- Generated from crates/dawn-observe/src/metrics.rs (METRICS); do not edit. -->\n\n\
-         A node serves Prometheus metrics at `/metrics` on its API address (`observability.metrics`). \
-         The response also contains rust-libp2p's own metrics (`libp2p_*`).\n\n\
+         A node serves Prometheus metrics at `/metrics` on its API address (`api.listen`; path and \
+         access in `observability.metrics`, no token needed unless `observability.metrics.require_token` \
+         is set). The response also contains rust-libp2p's own metrics (`libp2p_*`) and the process \
+         metrics below. Metrics are process-wide: a program embedding several nodes exports their sum. \
+         See docs/observability.md for health checks, alerts and dashboards.\n\n\
          Conventions: every Dawn metric starts with `dawn_`; durations are in seconds and sizes in \
          bytes; only counters end in `_total`. Label values always come from small fixed sets: \
          peer ids, request ids and names chosen by remote nodes are never labels.\n\n\

@@ -21,22 +21,22 @@ use crate::{Busy, HumanDuration, config::Issues, sweep::SweepSchedule};
 /// ```yaml
 /// bulkhead:
 ///   enabled: true
-///   max_concurrent: 16   # calls in flight per caller
-///   max_wait: 100ms      # how long an excess call waits for a slot
-///   max_waiting: 16      # calls allowed to wait at once per caller; more are refused at once
+///   max_concurrent: 64   # calls in flight per caller
+///   max_wait: 1s         # how long an excess call waits for a slot
+///   max_waiting: 256     # calls allowed to wait at once per caller; more are refused at once
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BulkheadConfig {
     /// Whether concurrency is limited at all. Default true.
     pub enabled: bool,
-    /// Calls in flight per caller. Default 16; allowed 1 to 100000.
+    /// Calls in flight per caller. Default 64; allowed 1 to 100000.
     pub max_concurrent: u32,
     /// How long a call beyond the limit waits for a slot before it is refused
-    /// as busy. Default 100 ms; allowed 0 s (no waiting) to 1 m.
+    /// as busy. Default 1 s; allowed 0 s (no waiting) to 1 m.
     pub max_wait: HumanDuration,
     /// Calls per caller allowed to wait at the same time; further calls are
-    /// refused at once. Default 16; allowed 0 to 100000.
+    /// refused at once. Default 256; allowed 0 to 100000.
     pub max_waiting: u32,
 }
 
@@ -44,9 +44,9 @@ impl Default for BulkheadConfig {
     fn default() -> Self {
         BulkheadConfig {
             enabled: true,
-            max_concurrent: 16,
-            max_wait: HumanDuration::millis(100),
-            max_waiting: 16,
+            max_concurrent: 64,
+            max_wait: HumanDuration::secs(1),
+            max_waiting: 256,
         }
     }
 }

@@ -70,7 +70,7 @@ error_kinds! {
     /// The caller exceeded its rate limit; `data.retry_after_ms` says when to retry.
     RateLimited = (-32005, "rate_limited", true, "The caller exceeded its rate limit; `data.retry_after_ms` says when to try again."),
     /// The target has too many calls in flight from this caller.
-    Busy = (-32006, "busy", true, "The target has too many calls in flight from this caller; try again shortly."),
+    Busy = (-32006, "busy", true, "The target has too many calls in flight from this caller (`data.max_concurrent`) and no slot freed up within `resilience.bulkhead.max_wait`; try again shortly."),
     /// The local circuit breaker for that peer is open.
     BreakerOpen = (-32007, "breaker_open", true, "Calls to that peer are failing; the local circuit breaker is open and `data.retry_after_ms` says when it will try again."),
     /// The call's deadline passed before it completed.
@@ -84,7 +84,7 @@ error_kinds! {
     /// A message exceeded the configured maximum size.
     MessageTooLarge = (-32012, "message_too_large", false, "A request or response exceeded the configured maximum message size (`transport.max_message_size`)."),
     /// Retries were attempted and all failed.
-    RetryExhausted = (-32013, "retry_exhausted", true, "The call was retried and every attempt failed, or the retry budget was spent."),
+    RetryExhausted = (-32013, "retry_exhausted", true, "A call that is safe to repeat was retried and every attempt failed, or a retry was due but the retry budget was spent; `data.attempts` counts the attempts, `data.budget_exhausted` says which, and `data.last_error` is the error of the last attempt."),
     /// The node is shutting down and accepts no new work.
     ShuttingDown = (-32014, "shutting_down", true, "The node is shutting down and accepts no new calls."),
     /// A network operation (dial, stream open) timed out.

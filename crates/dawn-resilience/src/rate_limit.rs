@@ -82,8 +82,9 @@ pub struct RateLimitConfig {
     /// Quotas per class of caller, by class name. The node uses trust levels
     /// as classes (`untrusted`, `unknown`, `verified`, `trusted`,
     /// `bootstrap`); this crate treats names as opaque. In each entry an
-    /// omitted field takes the default quota's default (100 per 60 s). Default
-    /// empty.
+    /// omitted field takes the default quota's default (100 per 60 s).
+    /// Default: `trusted` and `bootstrap` get 1000 per 60 s (see
+    /// [`RateLimitConfig::default_per_trust_level`]).
     pub per_trust_level: BTreeMap<String, RateQuota>,
 }
 
@@ -94,12 +95,25 @@ impl Default for RateLimitConfig {
             enabled: true,
             max_requests: quota.max_requests,
             time_window: quota.time_window,
-            per_trust_level: BTreeMap::new(),
+            per_trust_level: RateLimitConfig::default_per_trust_level(),
         }
     }
 }
 
 impl RateLimitConfig {
+    /// The default class quotas: peers an operator vouched for (`trusted`,
+    /// `bootstrap`) get ten times the default quota, 1000 calls per 60 s.
+    pub fn default_per_trust_level() -> BTreeMap<String, RateQuota> {
+        let generous = RateQuota {
+            max_requests: 1000,
+            time_window: HumanDuration::secs(60),
+        };
+        ["bootstrap", "trusted"]
+            .into_iter()
+            .map(|class| (class.to_owned(), generous))
+            .collect()
+    }
+
     /// The quota of callers whose class has no entry in `per_trust_level`.
     pub fn default_quota(&self) -> RateQuota {
         RateQuota {

@@ -103,6 +103,7 @@ pub mod identity;
 mod node_key_crypto;
 mod node_key_file;
 pub mod passphrase;
+pub mod passphrase_prompt;
 pub mod policy;
 pub mod reputation;
 pub mod secret_file;

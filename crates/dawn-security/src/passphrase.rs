@@ -57,6 +57,18 @@ pub enum PassphraseError {
         /// Where it came from: "environment variable X", "file Y", "input".
         source_name: String,
     },
+    /// The terminal could not be read.
+    #[error("cannot read the passphrase from the terminal: {0}")]
+    Prompt(std::io::Error),
+    /// The two entries of a new passphrase differ.
+    #[error("the two passphrases do not match; nothing was changed")]
+    Mismatch,
+    /// A new passphrase is too short.
+    #[error("the new passphrase is too short: use at least {min_chars} characters")]
+    TooShort {
+        /// The minimum.
+        min_chars: usize,
+    },
 }
 
 /// A passphrase for an encrypted key file. Wiped on drop; `Debug` is redacted.

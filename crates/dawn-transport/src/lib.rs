@@ -488,6 +488,28 @@ impl Transport {
         rx.await.map_err(|_| TransportError::Shutdown)
     }
 
+    /// Gossipsub's score of `peer` (see the `gossip` module docs): negative
+    /// after it sent messages the node rejected, e.g. forged registry
+    /// announcements; `None` if the peer is unknown to gossipsub's scoring.
+    pub async fn gossip_peer_score(&self, peer: PeerId) -> Result<Option<f64>, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::PeerScore { peer, reply }).await?;
+        rx.await.map_err(|_| TransportError::Shutdown)
+    }
+
+    /// Brings `dawn_network_bytes_total` up to date with libp2p's byte
+    /// counters now (it is otherwise synced every few seconds); call before
+    /// rendering a scrape.
+    pub fn sync_byte_counters(&self) {
+        telemetry::record_bandwidth(&self.inner.registries);
+    }
+
+    /// Bytes received and sent on all connections since the transport
+    /// started, `(inbound, outbound)`.
+    pub fn network_bytes(&self) -> (u64, u64) {
+        telemetry::bandwidth_totals(&self.inner.registries)
+    }
+
     /// libp2p's own metrics (swarm, identify, ping, Kademlia, gossipsub,
     /// bandwidth; all prefixed `libp2p_`) as an OpenMetrics text document
     /// ending in `# EOF`, for the node's `/metrics` (dawn-observe's merge

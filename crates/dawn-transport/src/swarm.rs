@@ -232,6 +232,10 @@ pub(crate) enum Command {
         topic: String,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    PeerScore {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -537,6 +541,9 @@ impl SwarmTask {
                     .copied()
                     .collect();
                 let _ = reply.send(peers);
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
             Command::Shutdown { .. } => {}
         }
