@@ -14,7 +14,13 @@
 //!   responder (one multiplexed stream per peer, opaque bodies). Shows the
 //!   cost of the MCP/JSON layer separately.
 //! - `dawn`: `Node::call_tool(peer/system, "echo", {"message": ...})`, the
-//!   full remote MCP tools/call path.
+//!   full remote MCP tools/call path, with every resilience mechanism on
+//!   (rate limit with a quota far above the load, bulkhead, circuit breaker,
+//!   retries, deadlines).
+//! - `dawn-unguarded`: the same between two other nodes whose rate limit,
+//!   bulkhead, circuit breaker and retries are switched off in their config.
+//!   Against `dawn` in the same round it gives the cost of the resilience
+//!   layer (goal: under 5% of throughput with 64 in flight).
 //!
 //! Each row is measured two ways: one call at a time (every call timed,
 //! p50/p90/p99), and with 64 calls in flight for a fixed window (calls/s).
@@ -73,7 +79,16 @@ type Samples = Vec<(u64, u64)>;
 const PAYLOAD_LEN: usize = 256;
 const LAT_GOAL: f64 = 1.3;
 const TPUT_GOAL: f64 = 3.0;
-const ROWS: [&str; 4] = ["baseline", "baseline-handle", "transport", "dawn"];
+const ROWS: [&str; 5] = [
+    "baseline",
+    "baseline-handle",
+    "transport",
+    "dawn",
+    "dawn-unguarded",
+];
+/// Most throughput the resilience layer may cost (`dawn` against
+/// `dawn-unguarded`).
+const RESILIENCE_OVERHEAD_GOAL: f64 = 0.05;
 
 // ---------------------------------------------------------------- settings
 
@@ -714,9 +729,24 @@ fn transport_call(t: Transport, peer: PeerId, payload: Bytes) -> CallFn {
 
 // ---------------------------------------------------------------- dawn
 
-async fn start_node(dir: PathBuf) -> BoxResult<Node> {
+/// A node for the `dawn` rows. `guarded`: every resilience mechanism on,
+/// with a rate limit far above the load, so that the cost of the checks is
+/// measured and not refusals (the default quota, 100 calls per minute for a
+/// peer of unknown trust, would refuse almost every call). Otherwise the
+/// rate limit, bulkhead, circuit breaker and retries are switched off.
+async fn start_node(dir: PathBuf, guarded: bool) -> BoxResult<Node> {
     let mut config = DawnConfig::ephemeral(dir);
     config.api.enabled = false;
+    let resilience = &mut config.resilience;
+    if guarded {
+        resilience.rate_limit.max_requests = 1_000_000;
+        resilience.rate_limit.time_window = Duration::from_secs(1).into();
+    } else {
+        resilience.rate_limit.enabled = false;
+        resilience.bulkhead.enabled = false;
+        resilience.circuit_breaker.enabled = false;
+        resilience.retry.max_attempts = 1;
+    }
     Ok(NodeBuilder::new(config).start().await?)
 }
 
@@ -947,6 +977,7 @@ fn summarize(rounds: &[Round], settings: &Settings, load_before: Option<f64>) ->
     }
 
     let mut goals = Vec::new();
+    let overhead_json = resilience_overhead(rounds, settings, &mut goals);
     let lat_r: Vec<f64> = rounds.iter().filter_map(|r| ratios(r, "dawn").0).collect();
     let tput_r: Vec<f64> = rounds.iter().filter_map(|r| ratios(r, "dawn").1).collect();
     println!();
@@ -993,7 +1024,102 @@ fn summarize(rounds: &[Round], settings: &Settings, load_before: Option<f64>) ->
             load_before.map_or_else(|| "?".to_owned(), |l| format!("{l:.2}"))
         );
     }
-    json!({ "rows": Value::Object(rows_json), "goals": goals, "machine_busy_warning": busy })
+    json!({
+        "rows": Value::Object(rows_json),
+        "resilience_overhead": overhead_json,
+        "goals": goals,
+        "machine_busy_warning": busy,
+    })
+}
+
+/// The cost of the resilience layer in one round: `dawn` (mechanisms on)
+/// against `dawn-unguarded` (off), as fractions (0.03 = 3% worse):
+/// (throughput lost @N, extra CPU per call @N, extra one-at-a-time p50).
+fn overhead(round: &Round) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let (Some(on), Some(off)) = (round.get("dawn"), round.get("dawn-unguarded")) else {
+        return (None, None, None);
+    };
+    let tput = match (on.concurrent, off.concurrent) {
+        (Some(a), Some(b)) => Some(1.0 - a.calls_per_sec / b.calls_per_sec),
+        _ => None,
+    };
+    let cpu = match (
+        on.concurrent.and_then(|c| c.cpu),
+        off.concurrent.and_then(|c| c.cpu),
+    ) {
+        (Some(a), Some(b)) => Some(a.us_per_call / b.us_per_call - 1.0),
+        _ => None,
+    };
+    let p50 = match (on.sequential, off.sequential) {
+        (Some(a), Some(b)) => Some(a.latency.p50 / b.latency.p50 - 1.0),
+        _ => None,
+    };
+    (tput, cpu, p50)
+}
+
+/// Prints the resilience overhead (median and range over rounds) and adds
+/// its goal; returns the JSON summary.
+fn resilience_overhead(rounds: &[Round], settings: &Settings, goals: &mut Vec<Value>) -> Value {
+    let per_round: Vec<_> = rounds.iter().map(overhead).collect();
+    let tput: Vec<f64> = per_round.iter().filter_map(|o| o.0).collect();
+    let cpu: Vec<f64> = per_round.iter().filter_map(|o| o.1).collect();
+    let p50: Vec<f64> = per_round.iter().filter_map(|o| o.2).collect();
+    if tput.is_empty() && cpu.is_empty() && p50.is_empty() {
+        return Value::Null;
+    }
+    let show = |v: &[f64]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:+.1}% [{:+.1}%..{:+.1}%]",
+                100.0 * median(v.to_vec()),
+                100.0 * v.iter().copied().fold(f64::INFINITY, f64::min),
+                100.0 * v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            )
+        }
+    };
+    println!();
+    println!(
+        "resilience overhead, `dawn` (mechanisms on) against `dawn-unguarded` (off), median [min..max] over rounds:"
+    );
+    println!(
+        "  throughput lost @{} {}   cpu/call @{} {}   one-at-a-time p50 {}",
+        settings.inflight,
+        show(&tput),
+        settings.inflight,
+        show(&cpu),
+        show(&p50)
+    );
+    let summary = |v: &[f64]| {
+        if v.is_empty() {
+            Value::Null
+        } else {
+            json!({ "median": median(v.to_vec()), "per_round": v })
+        }
+    };
+    if !tput.is_empty() {
+        let m = median(tput.clone());
+        let pass = m < RESILIENCE_OVERHEAD_GOAL;
+        println!(
+            "goal: resilience layer costs < {:.0}% of throughput with {} in flight: {:+.1}%  {}",
+            100.0 * RESILIENCE_OVERHEAD_GOAL,
+            settings.inflight,
+            100.0 * m,
+            if pass { "PASS" } else { "MISS" }
+        );
+        goals.push(json!({
+            "name": "resilience_throughput_overhead",
+            "description": format!("1 - dawn calls/s / dawn-unguarded calls/s with {} in flight < {RESILIENCE_OVERHEAD_GOAL}", settings.inflight),
+            "target_max": RESILIENCE_OVERHEAD_GOAL, "value": m, "per_round": tput,
+            "pass": pass,
+        }));
+    }
+    json!({
+        "throughput_lost": summary(&tput),
+        "cpu_per_call_extra": summary(&cpu),
+        "p50_extra": summary(&p50),
+    })
 }
 
 fn cpus() -> usize {
@@ -1045,22 +1171,34 @@ async fn run(settings: Settings) -> BoxResult<()> {
     let transport = transport_call(ta.clone(), tpeer, Bytes::from(payload.clone()));
 
     let dir = tempfile::tempdir()?;
-    let node_a = start_node(dir.path().join("a")).await?;
-    let node_b = start_node(dir.path().join("b")).await?;
+    let node_a = start_node(dir.path().join("a"), true).await?;
+    let node_b = start_node(dir.path().join("b"), true).await?;
     node_a.dial(node_b.dial_addrs()[0].clone()).await?;
     let address: AgentAddress = format!("{}/system", node_b.peer_id()).parse()?;
-    let dawn = dawn_call(node_a.clone(), address, message);
+    let dawn = dawn_call(node_a.clone(), address, message.clone());
+    let node_c = start_node(dir.path().join("c"), false).await?;
+    let node_d = start_node(dir.path().join("d"), false).await?;
+    node_c.dial(node_d.dial_addrs()[0].clone()).await?;
+    let address: AgentAddress = format!("{}/system", node_d.peer_id()).parse()?;
+    let unguarded = dawn_call(node_c.clone(), address, message);
     // Let identify and the agent exchange that follow a new connection settle.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let generic: [(&'static str, &CallFn); 3] = [
-        ("baseline-handle", &handle_call),
-        ("transport", &transport),
-        ("dawn", &dawn),
-    ];
-
     let mut rounds: Vec<Round> = Vec::new();
     for round in 1..=settings.rounds {
+        // The two `dawn` rows run back to back, in alternating order, so
+        // that drift in the machine's load does not favour one of them.
+        let (first, second) = if round % 2 == 1 {
+            (("dawn", &dawn), ("dawn-unguarded", &unguarded))
+        } else {
+            (("dawn-unguarded", &unguarded), ("dawn", &dawn))
+        };
+        let generic: [(&'static str, &CallFn); 4] = [
+            ("baseline-handle", &handle_call),
+            ("transport", &transport),
+            first,
+            second,
+        ];
         let mut results = Round::new();
         for row in ROWS {
             if settings.runs(row) {
@@ -1157,7 +1295,8 @@ async fn run(settings: Settings) -> BoxResult<()> {
     println!();
     println!("results written to {}", path.display());
 
-    node_a.shutdown().await;
-    node_b.shutdown().await;
+    for node in [node_a, node_b, node_c, node_d] {
+        node.shutdown().await;
+    }
     Ok(())
 }

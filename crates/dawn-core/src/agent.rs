@@ -130,6 +130,7 @@ pub trait Agent: Send + Sync + 'static {
 pub struct AgentHandle {
     pub(crate) notify: Arc<dyn Fn() + Send + Sync>,
     pub(crate) updated: Arc<dyn Fn(&str) + Send + Sync>,
+    pub(crate) store: dawn_store::AgentStore,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -149,6 +150,14 @@ impl AgentHandle {
     /// clients and remote nodes) get `notifications/resources/updated`.
     pub fn resource_updated(&self, uri: &str) {
         (self.updated)(uri)
+    }
+
+    /// The agent's persistent state: a transactional key-value store in the node's
+    /// database, in a namespace of its own (its agent id). Writes are durable when they
+    /// return, survive restarts and crashes, and are included in backups. Its methods block
+    /// on the disk: from async code, clone it into `tokio::task::spawn_blocking`.
+    pub fn store(&self) -> &dawn_store::AgentStore {
+        &self.store
     }
 }
 

@@ -79,6 +79,21 @@ impl AgentEntry {
         }
     }
 
+    /// Whether tool `name` declares itself read-only (MCP `readOnlyHint`);
+    /// `None` if the agent has no such tool.
+    pub(crate) fn tool_read_only(&self, name: &str) -> Option<bool> {
+        let table = self.tool_table();
+        let entry = table.get(name)?;
+        Some(
+            entry
+                .tool
+                .annotations
+                .as_ref()
+                .and_then(|a| a.read_only_hint)
+                .unwrap_or(false),
+        )
+    }
+
     /// The agent's tools, sorted by name.
     pub(crate) fn tools(&self) -> Vec<Tool> {
         let table = self.tool_table();
@@ -140,6 +155,19 @@ pub(crate) async fn dispatch(
     let id = id?;
     let deadline = ctx.deadline;
     let cancel = ctx.cancel.clone();
+    // `dawn_agent_tool_calls_total`: only names of this agent's tools are labels.
+    let tool_label = (method == "tools/call").then(|| {
+        let name = params
+            .as_ref()
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if entry.tool_table().contains_key(name) {
+            name.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    });
     let work = handle_method(entry, &method, params, ctx);
     let result = tokio::select! {
         result = work => result,
@@ -149,6 +177,10 @@ pub(crate) async fn dispatch(
             format!("agent {} did not answer {method} before the deadline", entry.id),
         )),
     };
+    if let Some(tool) = &tool_label {
+        let status = crate::observe::telemetry::tool_status(&result);
+        crate::observe::telemetry::record_tool_call(entry.id.as_str(), tool, status);
+    }
     if matches!(result, Err(ref e) if e.code == ErrorKind::DeadlineExceeded.jsonrpc_code()) {
         cancel.cancel();
     }

@@ -7,6 +7,8 @@
 //!   dawn.redb             the database
 //!   node.lock             held (flock) while a node runs; contains its pid
 //!   api.addr              the HTTP API's actual address while the node runs
+//!   audit/                the security audit log (0700; JSON Lines, 0600)
+//!   backups/              backup archives, unless backup.dir is set (see docs/backup.md)
 //! ```
 
 use std::{
@@ -109,6 +111,11 @@ impl DataDir {
     /// `api.addr`
     pub fn api_addr_file(&self) -> PathBuf {
         self.root.join(API_ADDR_FILE)
+    }
+
+    /// `audit/`: the security audit log.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.root.join(dawn_security::AUDIT_DIR)
     }
 
     /// Creates the directory (0700) if needed.

@@ -19,6 +19,9 @@ pub enum NodeError {
     /// The API token cannot be loaded or created.
     #[error(transparent)]
     Token(#[from] dawn_security::TokenError),
+    /// Security could not be set up: audit log, key passphrase, trust.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
     /// The database cannot be opened.
     #[error(transparent)]
     Store(#[from] dawn_store::StoreError),

@@ -32,6 +32,21 @@ pub const GENERATED: &[GeneratedDoc] = &[
         source: "dawn_core::ErrorKind::ALL and dawn_core::http_api::http_status",
         render: render_errors,
     },
+    GeneratedDoc {
+        path: "docs/api.md",
+        source: "dawn_core::openapi::document (crates/dawn-core/src/openapi.rs)",
+        render: crate::openapi::render_markdown,
+    },
+    GeneratedDoc {
+        path: "docs/metrics.md",
+        source: "dawn_observe::metrics::METRICS (crates/dawn-observe/src/metrics.rs)",
+        render: dawn_observe::metrics::markdown,
+    },
+    GeneratedDoc {
+        path: "deploy/prometheus/rules/dawn-alerts.yml",
+        source: "dawn_observe::alerts::default_prometheus_rules_file (crates/dawn-observe/src/alerts.rs)",
+        render: dawn_observe::alerts::default_prometheus_rules_file,
+    },
 ];
 
 /// `docs/errors.md`: the error taxonomy with codes, HTTP statuses and meaning.

@@ -48,7 +48,8 @@ pub fn http_status(kind: Option<ErrorKind>) -> StatusCode {
             ErrorKind::Unreachable
             | ErrorKind::ConnectionLost
             | ErrorKind::ProtocolViolation
-            | ErrorKind::BreakerOpen,
+            | ErrorKind::BreakerOpen
+            | ErrorKind::RetryExhausted,
         ) => StatusCode::BAD_GATEWAY,
         Some(ErrorKind::ShuttingDown | ErrorKind::Busy) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -59,7 +60,23 @@ struct ApiError(CallError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
-        (http_status(self.0.kind()), Json(json!({ "error": self.0 }))).into_response()
+        // "Come back later" errors (rate_limited, breaker_open) also say when
+        // in the standard header, in whole seconds rounded up.
+        let retry_after = self
+            .0
+            .data
+            .as_ref()
+            .and_then(|d| d.get("retry_after_ms"))
+            .and_then(Value::as_u64)
+            .map(|ms| ms.div_ceil(1000));
+        let mut response =
+            (http_status(self.0.kind()), Json(json!({ "error": self.0 }))).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -76,9 +93,17 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/tools", get(tools))
         .route("/api/v1/call", post(call))
         .route("/api/v1/rpc", post(rpc));
+    let api = api.merge(crate::security::api::routes());
+    let api = api.merge(crate::openapi::routes());
+    let api = api
+        .merge(crate::agent_state::routes())
+        .merge(crate::backup::schedule::routes());
     let protected = crate::mcp_gateway::routes(api, &node)
         .route_layer(middleware::from_fn_with_state(node.clone(), require_token));
-    protected.fallback(not_found).with_state(node)
+    protected
+        .merge(crate::observe_api::routes(&node))
+        .fallback(not_found)
+        .with_state(node)
 }
 
 async fn not_found() -> ApiError {
@@ -88,28 +113,22 @@ async fn not_found() -> ApiError {
     ))
 }
 
-async fn require_token(
+pub(crate) async fn require_token(
     State(node): State<Node>,
     headers: HeaderMap,
     request: HttpRequest,
     next: Next,
 ) -> HttpResponse {
-    let Some(token) = &node.shared.api_token else {
-        return next.run(request).await;
-    };
     let presented = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match presented {
-        Some(value) if token.verify_bearer_header(value) => next.run(request).await,
-        other => {
-            let reason = if other.is_some() {
-                "wrong token"
-            } else {
-                "missing bearer token"
-            };
+        .map(|v| v.to_str().unwrap_or_default());
+    match node.shared.security.verify_api_token(presented) {
+        Ok(()) => next.run(request).await,
+        Err(reason) => {
             tracing::warn!(path = %request.uri().path(), reason, "API request refused");
-            metrics::counter!("dawn_api_auth_failures_total").increment(1);
+            node.shared
+                .security
+                .api_auth_failed(request.uri().path(), reason);
             let mut response = (
                 StatusCode::UNAUTHORIZED,
                 Json(json!({ "error": CallError::new(ErrorKind::Unauthorized, format!("{reason}: send Authorization: Bearer <token from {}>", node.data_dir().api_token().display())) })),
@@ -142,13 +161,26 @@ async fn peers(State(node): State<Node>) -> Json<Value> {
     Json(json!({ "peers": node.connected_peers().iter().map(peer_json).collect::<Vec<_>>() }))
 }
 
+/// Local agents, and every other node of the mesh registry with its agents
+/// and whether they are available now.
 async fn agents(State(node): State<Node>) -> Json<Value> {
-    let mut remote: Vec<Value> = node
-        .remote_agents()
+    let remote: Vec<Value> = node
+        .registry()
         .into_iter()
-        .map(|(peer, agents)| json!({ "peer_id": peer.to_string(), "agents": agents }))
+        .filter(|entry| !entry.local)
+        .map(|entry| {
+            let agents: Vec<crate::node::AgentSummary> =
+                entry.agents.iter().map(crate::AgentDescriptor::summary).collect();
+            json!({
+                "peer_id": entry.origin.to_string(),
+                "agents": agents,
+                "available": entry.available,
+                "confirmed": entry.confirmed,
+                "version": entry.version,
+                "last_heard_ms": entry.last_heard.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            })
+        })
         .collect();
-    remote.sort_by(|a, b| a["peer_id"].as_str().cmp(&b["peer_id"].as_str()));
     Json(json!({ "node_id": node.peer_id().to_string(), "local": node.agents(), "remote": remote }))
 }
 

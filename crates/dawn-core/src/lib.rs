@@ -41,7 +41,9 @@
 
 mod address;
 mod agent;
+mod agent_state;
 mod agent_table;
+pub mod backup;
 pub mod config;
 mod conformance_agent;
 mod data_dir;
@@ -53,19 +55,29 @@ pub mod jsonrpc;
 pub mod mcp_gateway;
 pub mod mounted;
 mod node;
+mod observe;
+mod observe_api;
+pub mod openapi;
+mod registry;
+pub mod security;
 mod system_agent;
 
 pub use address::{AddressError, AgentAddress, AgentId, MAX_AGENT_ID_LEN};
 pub use agent::{Agent, AgentHandle, CallContext, Caller, Upstream};
 pub use config::{DawnConfig, LogFormat};
-pub use data_dir::{DataDir, DataDirError};
+pub use data_dir::{DataDir, DataDirError, DataDirLock};
 pub use dawn_resilience::ErrorKind;
+pub use dawn_store::{AgentStore, AgentTransaction};
 pub use dawn_transport::{Multiaddr, PeerId, PeerInfo};
 pub use descriptor::AgentDescriptor;
 pub use error::NodeError;
 pub use jsonrpc::CallError;
 pub use mounted::{McpServerAgent, MountedServerState, MountedServerStatus};
-pub use node::{AgentSummary, CallOptions, Node, NodeBuilder, NodeEvent, ToolSummary};
+pub use node::{
+    AgentSummary, BreakerState, CallOptions, Node, NodeBuilder, NodeEvent, ResilienceStats,
+    ToolSummary,
+};
+pub use registry::{RegistryEntry, RegistryRejectReason, RegistryStats, TOPIC as REGISTRY_TOPIC};
 pub use system_agent::SYSTEM_AGENT_ID;
 
 /// The MCP data model (from the official Rust SDK, `rmcp`).

@@ -43,12 +43,12 @@ fn precedence_is_defaults_then_file_then_env_then_flags() {
     let file = write(
         &dir,
         "dawn.toml",
-        "[api]\nlisten = \"127.0.0.1:1111\"\n[transport]\ncall_timeout = \"7s\"\nconnect_timeout = 3\n[logging]\nlevel = \"warn\"\n",
+        "[api]\nlisten = \"127.0.0.1:1111\"\n[transport]\nconnect_timeout = 3\n[resilience.deadlines]\ndefault = \"7s\"\n[logging]\nlevel = \"warn\"\n",
     );
     // File only.
     let c = ConfigLoader::new().file(&file).load().unwrap();
     assert_eq!(c.api.listen.to_string(), "127.0.0.1:1111");
-    assert_eq!(c.transport.call_timeout.0.as_secs(), 7);
+    assert_eq!(c.resilience.deadlines.default.0.as_secs(), 7);
     assert_eq!(c.transport.connect_timeout.0.as_secs(), 3);
     // Env beats file.
     let vars = env(&[
@@ -63,7 +63,7 @@ fn precedence_is_defaults_then_file_then_env_then_flags() {
     assert_eq!(c.api.listen.to_string(), "127.0.0.1:2222");
     assert_eq!(c.logging.level, "debug");
     assert_eq!(
-        c.transport.call_timeout.0.as_secs(),
+        c.resilience.deadlines.default.0.as_secs(),
         7,
         "untouched keys keep the file's value"
     );
@@ -174,10 +174,10 @@ fn each_kind_of_error_names_key_value_and_source() {
         ),
         (
             ConfigLoader::new()
-                .set_flag("transport.call_timeout", "--timeout", "5 parsecs")
+                .set_flag("resilience.deadlines.default", "--timeout", "5 parsecs")
                 .load(),
             &[
-                "transport.call_timeout",
+                "resilience.deadlines.default",
                 "unknown duration unit",
                 "--timeout",
             ],
@@ -224,9 +224,9 @@ fn each_kind_of_error_names_key_value_and_source() {
         ),
         (
             ConfigLoader::new()
-                .env_vars(env(&[("DAWN_TRANSPORT__CALL_TIMEOUT", "0s")]))
+                .env_vars(env(&[("DAWN_RESILIENCE__DEADLINES__DEFAULT", "0s")]))
                 .load(),
-            &["transport.call_timeout", "out of range"],
+            &["resilience.deadlines.default", "out of range"],
         ),
     ];
     for (result, needles) in cases {
@@ -302,10 +302,17 @@ fn every_documented_key_exists_and_every_key_is_documented() {
             continue;
         }
         let (section, key) = doc.key.split_once('.').unwrap();
-        let value = defaults[section]
-            .get(key)
+        let value = defaults
+            .pointer(&format!("/{}", doc.key.replace('.', "/")))
             .cloned()
-            .unwrap_or(serde_json::json!("/tmp/dawn.log"));
+            // Keys unset by default: a value of their kind.
+            .unwrap_or_else(|| {
+                if doc.key.ends_with("_url") {
+                    serde_json::json!("http://127.0.0.1:9093/")
+                } else {
+                    serde_json::json!("/tmp/dawn.log")
+                }
+            });
         let toml = format!("[{section}]\n{key} = {}\n", toml_value(&value));
         let path = write(&dir, "k.toml", &toml);
         ConfigLoader::new()

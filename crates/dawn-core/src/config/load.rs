@@ -242,6 +242,7 @@ impl ConfigLoader {
             .extract()
             .map_err(|e| ConfigError::Invalid(issues_from(e)))?;
         config.node.data_root = expand_home(std::mem::take(&mut config.node.data_root));
+        config.backup.dir = config.backup.dir.take().map(expand_home);
         if let Some(file) = config.logging.file.take() {
             config.logging.file = Some(expand_home(file));
         }

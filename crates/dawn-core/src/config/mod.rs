@@ -7,8 +7,11 @@
 //! Unknown keys are errors. Every key is listed in [`KEYS`], from which
 //! `docs/configuration.md` is generated.
 
+mod backup;
+mod discovery;
 mod keys;
 mod load;
+mod security;
 mod units;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
@@ -16,8 +19,11 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 use dawn_transport::Multiaddr;
 use serde::{Deserialize, Serialize};
 
+pub use backup::BackupSection;
+pub use discovery::{DiscoverySection, RegistrySection};
 pub use keys::{KEYS, KeyDoc, render_markdown};
 pub use load::{ConfigError, ConfigIssue, ConfigLoader};
+pub use security::{AuditAllowed, AuditSection, SecuritySection};
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
 
 /// The whole configuration of a node.
@@ -35,6 +41,20 @@ pub struct DawnConfig {
     pub logging: LoggingSection,
     /// The MCP endpoints for standard clients.
     pub mcp: McpSection,
+    /// Rate limits, concurrency limits, circuit breakers, retries and
+    /// deadlines of calls (`dawn_resilience::ResilienceConfig`).
+    pub resilience: dawn_resilience::ResilienceConfig,
+    /// Trust, authorization policy, audit log and the node key at rest.
+    pub security: SecuritySection,
+    /// Metrics, health checks and alerts (`dawn_observe::config`).
+    pub observability: dawn_observe::config::ObservabilityConfig,
+    /// How nodes find each other: mDNS, Kademlia, dialing discovered peers,
+    /// the address book.
+    pub discovery: DiscoverySection,
+    /// The mesh registry: announcements, liveness, anti-entropy.
+    pub registry: RegistrySection,
+    /// Scheduled backups of the node's state.
+    pub backup: BackupSection,
 }
 
 /// `[mcp]`
@@ -352,12 +372,16 @@ pub struct ApiSection {
 pub struct TransportSection {
     /// Largest RPC message (request or response body).
     pub max_message_size: ByteSize,
-    /// Default deadline of a call when the caller gives none.
-    pub call_timeout: HumanDuration,
     /// How long dialing a peer and opening a stream may take.
     pub connect_timeout: HumanDuration,
     /// How long an unused connection is kept open.
     pub idle_connection_timeout: HumanDuration,
+    /// Above `high_watermark` connected peers, the least useful are
+    /// disconnected down to this many; discovered peers are dialed while
+    /// fewer are connected.
+    pub low_watermark: usize,
+    /// See `low_watermark`.
+    pub high_watermark: usize,
 }
 
 /// Log output format.
@@ -382,6 +406,11 @@ pub struct LoggingSection {
     /// Also write logs to this file (in addition to stderr).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    /// When the log file is rotated: `never`, `daily`, or a size such as
+    /// `100MiB`.
+    pub rotation: dawn_observe::logging::LogRotation,
+    /// Rotated log files kept besides the current one.
+    pub keep: usize,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/dawn`, else
@@ -478,9 +507,10 @@ impl Default for TransportSection {
     fn default() -> Self {
         TransportSection {
             max_message_size: ByteSize(4 << 20),
-            call_timeout: HumanDuration::secs(30),
             connect_timeout: HumanDuration::secs(10),
             idle_connection_timeout: HumanDuration::secs(120),
+            low_watermark: 64,
+            high_watermark: 96,
         }
     }
 }
@@ -491,6 +521,8 @@ impl Default for LoggingSection {
             level: "info".into(),
             format: LogFormat::Text,
             file: None,
+            rotation: dawn_observe::logging::LogRotation::Never,
+            keep: 7,
         }
     }
 }
@@ -543,7 +575,6 @@ impl DawnConfig {
             );
         }
         for (key, d) in [
-            ("transport.call_timeout", self.transport.call_timeout),
             ("transport.connect_timeout", self.transport.connect_timeout),
             (
                 "transport.idle_connection_timeout",
@@ -594,8 +625,39 @@ impl DawnConfig {
                 ),
             );
         }
+        self.security
+            .validate(&mut |key, message| issue(key, message));
+        self.discovery
+            .validate(&mut |key, message| issue(key, message));
+        self.registry
+            .validate(&mut |key, message| issue(key, message));
+        self.backup
+            .validate(&mut |key, message| issue(key, message));
+        if self.transport.low_watermark > self.transport.high_watermark
+            || !(1..=10_000).contains(&self.transport.high_watermark)
+        {
+            issue(
+                "transport.low_watermark",
+                format!(
+                    "{} must not exceed transport.high_watermark ({}), which must be 1 to 10000",
+                    self.transport.low_watermark, self.transport.high_watermark
+                ),
+            );
+        }
+        for invalid in self.resilience.validate() {
+            issue(&invalid.key, invalid.message);
+        }
         if let Err(e) = dawn_observe::logging::parse_level(&self.logging.level) {
             issue("logging.level", e);
+        }
+        if self.logging.keep > 1000 {
+            issue(
+                "logging.keep",
+                format!("{} is out of range (allowed: 0 to 1000)", self.logging.keep),
+            );
+        }
+        for (key, message) in self.observability.validate() {
+            issue(&key, message);
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, server) in self.mcp.servers.iter().enumerate() {

@@ -11,7 +11,7 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dawn_resilience::{Deadline, ErrorKind};
+use dawn_resilience::ErrorKind;
 use dawn_transport::{EventSender, InboundCall, InboundCalls};
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -54,13 +54,16 @@ fn refusal(call: &InboundCall, error: CallError) -> Bytes {
     Bytes::from(Response::err(id, error).to_bytes())
 }
 
-async fn handle(shared: Arc<NodeShared>, mut call: InboundCall) {
+async fn handle(shared: Arc<NodeShared>, call: InboundCall) {
     let started = Instant::now();
     let peer = call.peer();
     let request = match parse_request(call.body()) {
         Ok(request) => request,
         Err((id, error)) => {
-            metrics::counter!("dawn_calls_total", "direction" => "inbound", "method" => "invalid", "status" => error_label(&error)).increment(1);
+            crate::observe::telemetry::record_call("inbound", "invalid", error_label(&error), None);
+            shared
+                .security
+                .offence(&peer, dawn_security::Offence::MalformedMessage);
             call.respond(Bytes::from(Response::err(id, error).to_bytes()))
                 .await;
             return;
@@ -75,19 +78,49 @@ async fn handle(shared: Arc<NodeShared>, mut call: InboundCall) {
         request_id = %request.id.as_ref().map(ToString::to_string).unwrap_or_default(),
     );
     async move {
+        // Security: trust and policy decide before anything runs.
+        if let Err(error) =
+            shared
+                .security
+                .authorize_call(&shared.agents, &peer, call.agent(), &request)
+        {
+            crate::observe::telemetry::record_call("inbound", method, error_label(&error), None);
+            let body = request
+                .id
+                .clone()
+                .map(|id| Bytes::from(Response::err(id, error).to_bytes()))
+                .unwrap_or_default();
+            call.respond(body).await;
+            return;
+        }
+        // Resilience: rate limit, deadline ceiling and concurrency slot per peer.
+        let Some((mut call, admission)) = super::guard::admit(&shared, call, &request).await else {
+            return;
+        };
         if let Some(response) = node_method(&shared, &mut call, &request).await {
-            metrics::counter!("dawn_calls_total", "direction" => "inbound", "method" => method, "status" => "ok").increment(1);
-            let body = response.map(|r| Bytes::from(r.to_bytes())).unwrap_or_default();
+            crate::observe::telemetry::record_call(
+                "inbound",
+                method,
+                "ok",
+                Some(started.elapsed()),
+            );
+            let body = response
+                .map(|r| Bytes::from(r.to_bytes()))
+                .unwrap_or_default();
             call.respond(body).await;
             return;
         }
         let Some(entry) = shared.agents.get(call.agent()) else {
             let error = CallError::new(
                 ErrorKind::UnknownAgent,
-                format!("node {} has no agent named {:?}", shared.peer_id(), call.agent()),
+                format!(
+                    "node {} has no agent named {:?}",
+                    shared.peer_id(),
+                    call.agent()
+                ),
             )
             .with("agent", call.agent().to_owned());
-            metrics::counter!("dawn_calls_total", "direction" => "inbound", "method" => method, "status" => "unknown_agent").increment(1);
+            crate::observe::telemetry::record_call("inbound", method, "unknown_agent", None);
             let body = request
                 .id
                 .clone()
@@ -96,19 +129,26 @@ async fn handle(shared: Arc<NodeShared>, mut call: InboundCall) {
             call.respond(body).await;
             return;
         };
-        let mut ctx = CallContext::new(Caller::Peer(peer), Deadline::at(call.deadline()));
+        let mut ctx = CallContext::new(Caller::Peer(peer), admission.deadline);
         ctx.cancel = call.cancellation();
-        ctx.upstream = Some(Arc::new(PeerUpstream::new(call.events(), call.take_replies())));
+        ctx.upstream = Some(Arc::new(PeerUpstream::new(
+            call.events(),
+            call.take_replies(),
+        )));
         let response = dispatch(&entry, request, ctx).await;
         let status = match &response {
             Some(Response { error: Some(e), .. }) => error_label(e),
             _ => "ok",
         };
-        metrics::counter!("dawn_calls_total", "direction" => "inbound", "method" => method, "status" => status).increment(1);
-        metrics::histogram!("dawn_call_duration_seconds", "direction" => "inbound", "method" => method)
-            .record(started.elapsed().as_secs_f64());
-        tracing::debug!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "call handled");
-        let body = response.map(|r| Bytes::from(r.to_bytes())).unwrap_or_default();
+        crate::observe::telemetry::record_call("inbound", method, status, Some(started.elapsed()));
+        tracing::debug!(
+            status,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "call handled"
+        );
+        let body = response
+            .map(|r| Bytes::from(r.to_bytes()))
+            .unwrap_or_default();
         call.respond(body).await;
     }
     .instrument(span)
@@ -128,6 +168,12 @@ async fn node_method(
                 id,
                 serde_json::json!({ "agents": shared.local_descriptors() }),
             )
+        })),
+        crate::registry::SYNC_METHOD => Some(request.id.clone().map(|id| {
+            match crate::registry::answer_sync(shared, call.peer(), request) {
+                Ok(result) => Response::ok(id, result),
+                Err(error) => Response::err(id, error),
+            }
         })),
         super::resources::WATCH_METHOD => {
             let uri = request
@@ -178,6 +224,7 @@ pub(crate) fn method_label(method: &str) -> &'static str {
         "ping" => "ping",
         "dawn/describe" => "describe",
         "dawn/agents" => "agents",
+        "dawn/registry_sync" => "registry_sync",
         "dawn/watch_resource" => "watch_resource",
         "completion/complete" => "complete",
         _ => "other",

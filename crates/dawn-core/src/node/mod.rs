@@ -1,21 +1,24 @@
 //! `NodeBuilder` and `Node`: the embeddable Dawn node.
 
+mod discovery;
+mod guard;
 mod inbound;
 mod outbound;
 mod peering;
+mod resilience;
 mod resources;
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
 
-use dawn_security::{ApiToken, KeyFileStatus, NodeIdentity};
+use dawn_security::{KeyFileStatus, NodeIdentity};
 use dawn_store::Store;
 use dawn_transport::{Multiaddr, PeerId, PeerInfo, Transport, TransportConfig};
 use rmcp::model::{CallToolResult, JsonObject};
@@ -24,7 +27,11 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub use dawn_resilience::BreakerState;
+#[cfg(test)]
+pub(crate) use inbound::method_label;
 pub use outbound::CallOptions;
+pub use resilience::ResilienceStats;
 
 use crate::{
     address::{AgentAddress, AgentId},
@@ -46,7 +53,8 @@ pub enum NodeEvent {
     PeerConnected(PeerId),
     /// A peer disconnected.
     PeerDisconnected(PeerId),
-    /// The agents known on a peer changed.
+    /// What the mesh registry shows of a node changed: its agents, tools,
+    /// resources or prompts, or its availability.
     RemoteAgentsChanged(PeerId),
     /// A local agent was added.
     AgentAdded(String),
@@ -63,6 +71,25 @@ pub enum NodeEvent {
     },
     /// The node began shutting down.
     ShuttingDown,
+    /// A registry announcement was dropped: forged, malformed, too large or
+    /// replayed. For auditing and reputation.
+    RegistryRejected {
+        /// The peer that delivered it.
+        from: PeerId,
+        /// The node it claimed to come from, if readable.
+        origin: Option<PeerId>,
+        /// Why.
+        reason: crate::registry::RegistryRejectReason,
+    },
+    /// The circuit breaker of outbound calls to a peer changed state.
+    CircuitBreaker {
+        /// The peer.
+        peer: PeerId,
+        /// The state before.
+        from: BreakerState,
+        /// The state now.
+        to: BreakerState,
+    },
 }
 
 /// A tool as listed in summaries.
@@ -101,6 +128,7 @@ pub struct AgentSummary {
 pub struct NodeBuilder {
     config: DawnConfig,
     agents: Vec<Arc<dyn Agent>>,
+    unlock: crate::security::KeyUnlock,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -127,7 +155,8 @@ pub(crate) struct NodeShared {
     pub(crate) store: Store,
     pub(crate) transport: Transport,
     pub(crate) agents: AgentTable,
-    pub(crate) remote_agents: RwLock<HashMap<PeerId, Vec<AgentDescriptor>>>,
+    /// The mesh registry: every node's agents and their availability.
+    pub(crate) registry: crate::registry::Registry,
     /// Watchers per (agent, uri) of local resources.
     pub(crate) subscriptions: Mutex<HashMap<(String, String), usize>>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
@@ -136,10 +165,17 @@ pub(crate) struct NodeShared {
     pub(crate) stop: CancellationToken,
     /// Inbound and API calls in flight (drained at shutdown).
     pub(crate) calls: TaskTracker,
-    pub(crate) api_token: Option<ApiToken>,
+    /// Trust, policy, audit log, reputation and the API token.
+    pub(crate) security: crate::security::NodeSecurity,
     pub(crate) api_addr: Mutex<Option<SocketAddr>>,
     /// MCP servers mounted from `mcp.servers`.
     pub(crate) mounted: crate::mounted::MountedServers,
+    /// Metrics exporter, health checks, readiness and alert engine.
+    pub(crate) observe: crate::observe::NodeObservability,
+    /// Rate limits, bulkheads, circuit breakers, retries, dial backoff.
+    pub(crate) resilience: resilience::Resilience,
+    /// Backups: one at a time, last results (crate::backup).
+    pub(crate) backup: crate::backup::schedule::BackupState,
     lock: Mutex<Option<DataDirLock>>,
     background: TaskTracker,
 }
@@ -173,7 +209,16 @@ impl NodeBuilder {
         NodeBuilder {
             config,
             agents: Vec::new(),
+            unlock: crate::security::KeyUnlock::default(),
         }
+    }
+
+    /// The passphrase of an encrypted node key (or of the key to create with
+    /// `security.encryption_at_rest`), used before `DAWN_PASSPHRASE` and
+    /// `security.passphrase_file`.
+    pub fn passphrase(mut self, passphrase: dawn_security::Passphrase) -> Self {
+        self.unlock = crate::security::KeyUnlock::with_passphrase(passphrase);
+        self
     }
 
     /// Adds an agent.
@@ -198,42 +243,54 @@ impl NodeBuilder {
             return Err(crate::config::ConfigError::Invalid(issues).into());
         }
         let data_dir = DataDir::new(&config.node.data_root);
-        let (lock, identity, status, store, api_token) = {
+        let (lock, identity, status, store, security) = {
             let data_dir = data_dir.clone();
-            let api_enabled = config.api.enabled;
-            let require_token = config.api.require_token;
+            let config = config.clone();
+            let unlock = self.unlock;
             blocking(move || -> Result<_, NodeError> {
                 data_dir.ensure()?;
                 let lock = data_dir.lock()?;
-                let (identity, status) = NodeIdentity::load_or_create(&data_dir.node_key())?;
                 let store = Store::open(data_dir.database())?;
-                let token = if api_enabled && require_token {
-                    Some(ApiToken::load_or_create(&data_dir.api_token())?.0)
-                } else {
-                    None
-                };
-                Ok((lock, identity, status, store, token))
+                let (security, identity, status) =
+                    crate::security::NodeSecurity::open(&config, &data_dir, &store, unlock)?;
+                Ok((lock, identity, status, store, security))
             })
             .await??
         };
         let peer_id = identity.peer_id();
+        // Before the transport starts, so its first measurements are kept.
+        let observe = crate::observe::NodeObservability::new(&config, &peer_id);
         match status {
             KeyFileStatus::Created => {
                 tracing::info!(%peer_id, path = %data_dir.node_key().display(), "created a new node identity")
             }
             KeyFileStatus::Loaded => tracing::info!(%peer_id, "loaded node identity"),
         }
+        let registry = {
+            let (store, key, section) = (
+                store.clone(),
+                identity.keypair().clone(),
+                config.registry.clone(),
+            );
+            blocking(move || crate::registry::Registry::open(&store, key, &section)).await??
+        };
         let transport_config = TransportConfig {
             listen: config.node.listen.clone(),
             max_message_size: usize::try_from(config.transport.max_message_size.0)
                 .unwrap_or(usize::MAX),
             idle_connection_timeout: config.transport.idle_connection_timeout.0,
             connect_timeout: config.transport.connect_timeout.0,
+            enable_mdns: config.discovery.mdns,
+            enable_kademlia: config.discovery.kademlia,
+            kad_refresh_interval: config.discovery.kad_refresh_interval.0,
+            low_watermark: config.transport.low_watermark,
+            high_watermark: config.transport.high_watermark,
             ..TransportConfig::default()
         };
         let (transport, inbound_calls) =
             Transport::start(identity.keypair().clone(), transport_config).await?;
         let (events, _) = broadcast::channel(1024);
+        let resilience = resilience::Resilience::new(&config.resilience, events.clone());
         let shared = Arc::new(NodeShared {
             config,
             identity,
@@ -241,16 +298,19 @@ impl NodeBuilder {
             store,
             transport,
             agents: AgentTable::default(),
-            remote_agents: RwLock::new(HashMap::new()),
+            registry,
             subscriptions: Mutex::new(HashMap::new()),
             events,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             stop: CancellationToken::new(),
             calls: TaskTracker::new(),
-            api_token,
+            security,
             api_addr: Mutex::new(None),
             mounted: Default::default(),
+            backup: Default::default(),
+            observe,
+            resilience,
             lock: Mutex::new(Some(lock)),
             background: TaskTracker::new(),
         });
@@ -268,6 +328,13 @@ impl NodeBuilder {
 
         let shared = &node.shared;
         shared
+            .security
+            .attach_transport(shared.transport.clone())
+            .await;
+        shared
+            .background
+            .spawn(crate::security::admission::watch(node.shared.clone()));
+        shared
             .background
             .spawn(inbound::serve(node.shared.clone(), inbound_calls));
         shared
@@ -276,10 +343,19 @@ impl NodeBuilder {
         shared
             .background
             .spawn(peering::keep_connected(node.shared.clone()));
+        let registry_events = crate::registry::prime(&node.shared);
+        shared
+            .background
+            .spawn(crate::registry::run(node.shared.clone(), registry_events));
+        shared
+            .background
+            .spawn(discovery::maintain_address_book(node.shared.clone()));
+        crate::observe::start(&node)?;
         if shared.config.api.enabled {
             crate::http_api::serve(node.clone()).await?;
         }
         crate::mounted::start(&node);
+        crate::backup::schedule::start(&node);
         tracing::info!(
             %peer_id,
             listen = ?node.listen_addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -434,7 +510,7 @@ impl Node {
         self.shared.local_agents()
     }
 
-    /// Agents on connected peers, as last reported by them.
+    /// Agents of the other available nodes of the mesh, from the registry.
     pub fn remote_agents(&self) -> HashMap<PeerId, Vec<AgentSummary>> {
         self.remote_descriptors()
             .into_iter()
@@ -442,13 +518,39 @@ impl Node {
             .collect()
     }
 
-    /// Full descriptions of the agents on connected peers.
+    /// Full descriptions of the agents of the other available nodes of the
+    /// mesh, from the registry.
     pub fn remote_descriptors(&self) -> HashMap<PeerId, Vec<AgentDescriptor>> {
+        self.shared.registry.available_remote()
+    }
+
+    /// The mesh registry: every known node (this one first) with its
+    /// agents, version, availability and whether it is confirmed.
+    pub fn registry(&self) -> Vec<crate::registry::RegistryEntry> {
+        self.shared.registry.entries()
+    }
+
+    /// Registry counters: accepted and rejected announcements.
+    pub fn registry_stats(&self) -> crate::registry::RegistryStats {
+        self.shared.registry.stats()
+    }
+
+    /// Bytes received and sent on all peer-to-peer connections since the
+    /// node started, `(inbound, outbound)`.
+    pub fn network_bytes(&self) -> (u64, u64) {
+        self.shared.transport.network_bytes()
+    }
+
+    /// Gossipsub's score of a connected peer: it drops below zero when the
+    /// peer sends gossip this node rejects (forged or malformed registry
+    /// announcements), and gossip from a peer far below zero is ignored.
+    pub async fn gossip_score(&self, peer: &PeerId) -> Option<f64> {
         self.shared
-            .remote_agents
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .transport
+            .gossip_peer_score(*peer)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Full descriptions of the local agents.
@@ -499,6 +601,7 @@ impl Node {
     pub fn add_agent_arc(&self, agent: Arc<dyn Agent>) -> Result<(), NodeError> {
         let id = AgentId::new(agent.id())?;
         let entry = AgentEntry::new(id.clone(), agent.clone());
+        let store = self.shared.store.agent_store(id.as_str())?;
         if !self.shared.agents.insert(entry.clone()) {
             return Err(NodeError::DuplicateAgent(id.to_string()));
         }
@@ -521,6 +624,7 @@ impl Node {
                     });
                 }
             }),
+            store,
         });
         tracing::info!(agent = %id, "agent added");
         self.shared.emit(NodeEvent::AgentAdded(id.to_string()));
@@ -623,6 +727,7 @@ impl Node {
         }
         tracing::info!("shutting down");
         shared.emit(NodeEvent::ShuttingDown);
+        crate::registry::leave(shared).await;
         shared.calls.close();
         let grace = shared.config.node.shutdown_grace.0;
         if tokio::time::timeout(grace, shared.calls.wait())
@@ -639,6 +744,7 @@ impl Node {
         shared.transport.shutdown().await;
         shared.background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), shared.background.wait()).await;
+        shared.security.close().await;
         shared.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
         tracing::info!("node stopped");
     }

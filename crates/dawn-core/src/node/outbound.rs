@@ -26,7 +26,8 @@ use crate::{
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct CallOptions {
-    /// Deadline budget; `transport.call_timeout` if unset.
+    /// Deadline budget; `resilience.deadlines.default` if unset, at most
+    /// `resilience.deadlines.max`.
     pub timeout: Option<Duration>,
     /// Cancelling this token cancels the call (remotely too).
     pub cancel: Option<CancellationToken>,
@@ -78,9 +79,7 @@ pub(super) async fn send(
             )
         });
     }
-    let timeout = options
-        .timeout
-        .unwrap_or(shared.config.transport.call_timeout.0);
+    let timeout = shared.resilience.budget(options.timeout);
     let started = Instant::now();
     let method = method_label(&request.method);
     let local = address.peer.is_none_or(|p| p == shared.peer_id());
@@ -100,7 +99,28 @@ pub(super) async fn send(
             send_local(shared, address, request, options, timeout).await
         } else {
             let peer = address.peer.unwrap_or_else(|| shared.peer_id());
-            send_remote(shared, peer, address, request, options, timeout).await
+            let agent = address.agent.as_str();
+            let id = request.id.clone();
+            super::resilience::call_remote(
+                shared,
+                peer,
+                address,
+                &request,
+                &options,
+                timeout,
+                |body, budget| {
+                    send_remote(
+                        shared,
+                        peer,
+                        agent,
+                        id.clone(),
+                        body,
+                        options.clone(),
+                        budget,
+                    )
+                },
+            )
+            .await
         }
     };
     let response = shared.calls.track_future(work.instrument(span)).await;
@@ -108,9 +128,7 @@ pub(super) async fn send(
         Some(Response { error: Some(e), .. }) => error_label(e),
         _ => "ok",
     };
-    metrics::counter!("dawn_calls_total", "direction" => direction, "method" => method, "status" => status).increment(1);
-    metrics::histogram!("dawn_call_duration_seconds", "direction" => direction, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    crate::observe::telemetry::record_call(direction, method, status, Some(started.elapsed()));
     response
 }
 
@@ -154,20 +172,21 @@ async fn send_local(
 
 type Pending = FuturesUnordered<BoxFuture<'static, (Value, Result<Value, CallError>)>>;
 
+/// One attempt of a remote call: `body` is the serialized request whose id
+/// is `id`.
 async fn send_remote(
     shared: &Arc<NodeShared>,
     peer: PeerId,
-    address: &AgentAddress,
-    request: Request,
+    agent: &str,
+    id: Option<Value>,
+    body: Bytes,
     options: CallOptions,
     timeout: Duration,
 ) -> Option<Response> {
-    let id = request.id.clone();
     let fail = |error: CallError| id.clone().map(|id| Response::err(id, error));
-    let body = Bytes::from(request.to_bytes());
     let mut call: OutboundCall = match shared
         .transport
-        .start_call(peer, address.agent.as_str(), body, timeout)
+        .start_call(peer, agent, body, timeout)
         .await
     {
         Ok(call) => call,

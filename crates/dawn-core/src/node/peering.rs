@@ -1,7 +1,7 @@
-//! Staying connected: the peer address book, redialing, and learning which
-//! agents connected peers offer.
+//! Staying connected: the peer address book and redialing. (Which agents
+//! peers offer is the registry's business: `crate::registry`.)
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use dawn_store::AddressSource;
 use dawn_transport::{Multiaddr, PeerId, TransportEvent};
@@ -9,12 +9,6 @@ use libp2p::multiaddr::Protocol;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{NodeEvent, NodeShared, now_ms};
-use crate::{
-    address::{AgentAddress, AgentId},
-    descriptor::AgentDescriptor,
-    jsonrpc::Request,
-    system_agent::SYSTEM_AGENT_ID,
-};
 
 /// Whether an address is worth remembering for redialing.
 fn dialable(addr: &Multiaddr) -> bool {
@@ -89,32 +83,29 @@ pub(super) async fn watch_transport(shared: Arc<NodeShared>) {
                     let _ =
                         tokio::task::spawn_blocking(move || store.touch_peer(&p, now_ms())).await;
                 }
+                shared.resilience.dials.connected(&peer);
                 shared.emit(NodeEvent::PeerConnected(peer));
             }
             TransportEvent::PeerDisconnected { peer, .. } => {
-                let removed = shared
-                    .remote_agents
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&peer)
-                    .is_some();
+                shared.resilience.dials.disconnected(&peer);
                 shared.emit(NodeEvent::PeerDisconnected(peer));
-                if removed {
-                    shared.emit(NodeEvent::RemoteAgentsChanged(peer));
-                }
             }
+            TransportEvent::PeerDiscovered {
+                peer,
+                addrs,
+                source,
+            } => super::discovery::on_discovered(&shared, peer, addrs, source).await,
             TransportEvent::PeerIdentified {
                 peer,
                 listen_addrs,
                 supports_rpc,
                 ..
             } => {
+                // The registry learns the peer's agents (anti-entropy on
+                // this same event).
+                let _ = supports_rpc;
                 for addr in &listen_addrs {
                     remember(&shared, peer, addr, AddressSource::Identify).await;
-                }
-                if supports_rpc {
-                    let shared = shared.clone();
-                    tokio::spawn(async move { learn_agents(&shared, peer).await });
                 }
             }
             _ => {}
@@ -122,43 +113,9 @@ pub(super) async fn watch_transport(shared: Arc<NodeShared>) {
     }
 }
 
-/// Asks a peer which agents it has, with their full descriptions.
-async fn learn_agents(shared: &Arc<NodeShared>, peer: PeerId) {
-    let Ok(system) = AgentId::new(SYSTEM_AGENT_ID) else {
-        return;
-    };
-    let address = AgentAddress::remote(peer, system);
-    let request = Request::new(0, super::inbound::NODE_AGENTS_METHOD, None);
-    let node = super::Node {
-        shared: shared.clone(),
-    };
-    let options = super::CallOptions::default().with_timeout(Duration::from_secs(10));
-    let agents = match node.request(&address, request, options).await {
-        Ok(result) => result
-            .get("agents")
-            .cloned()
-            .and_then(|a| serde_json::from_value::<Vec<AgentDescriptor>>(a).ok()),
-        Err(error) => {
-            tracing::debug!(%peer, %error, "cannot learn the peer's agents");
-            None
-        }
-    };
-    if let Some(agents) = agents {
-        if !shared.transport.is_connected(&peer) {
-            return;
-        }
-        tracing::debug!(%peer, count = agents.len(), "learned the peer's agents");
-        shared
-            .remote_agents
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer, agents);
-        shared.emit(NodeEvent::RemoteAgentsChanged(peer));
-    }
-}
-
 /// Dials bootstrap peers and remembered peers at start, and again every
-/// `node.redial_interval` while they are disconnected.
+/// `node.redial_interval` while they are disconnected, each peer no more
+/// often than its dial backoff (`resilience.retry.dial`) allows.
 pub(super) async fn keep_connected(shared: Arc<NodeShared>) {
     // Load the address book once: restarts rejoin the mesh from it.
     let store = shared.store.clone();
@@ -185,9 +142,15 @@ pub(super) async fn keep_connected(shared: Arc<NodeShared>) {
             targets.push(peer);
         }
     }
+    let mut bootstrap = std::collections::HashSet::new();
     for addr in &shared.config.node.bootstrap {
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
             remember(&shared, peer, addr, AddressSource::Config).await;
+            // Bootstrap peers are never pruned by the connection manager.
+            if let Err(error) = shared.transport.protect(peer).await {
+                tracing::debug!(%peer, %error, "cannot protect a bootstrap peer");
+            }
+            bootstrap.insert(peer);
             if !targets.contains(&peer) {
                 targets.push(peer);
             }
@@ -202,12 +165,29 @@ pub(super) async fn keep_connected(shared: Arc<NodeShared>) {
             if shared.transport.is_connected(peer) {
                 continue;
             }
+            // Remembered peers fill the connection budget; bootstrap peers
+            // are always redialed.
+            if !bootstrap.contains(peer)
+                && shared.transport.connected_peers().len() >= shared.config.transport.low_watermark
+            {
+                continue;
+            }
+            if let Err(deferred) = shared.resilience.dials.try_dial(peer) {
+                tracing::trace!(%peer, retry_in_ms = deferred.retry_in.as_millis(), "redial deferred by backoff");
+                continue;
+            }
+            shared.resilience.count_dial();
             let transport = shared.transport.clone();
             let peer = *peer;
             tokio::spawn(async move {
-                if let Err(error) = transport.connect(peer).await {
-                    tracing::debug!(%peer, %error, "redial failed");
-                }
+                let outcome = match transport.connect(peer).await {
+                    Ok(()) => "connected",
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "redial failed");
+                        "failed"
+                    }
+                };
+                metrics::counter!("dawn_peer_dials_total", "outcome" => outcome).increment(1);
             });
         }
         tokio::select! {

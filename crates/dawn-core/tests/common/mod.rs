@@ -12,6 +12,7 @@ use dawn_core::{
         PromptMessage, ReadResourceResult, Resource, ResourceContents, Role, Tool, ToolAnnotations,
     },
 };
+use dawn_security::TrustLevel;
 use serde_json::{Value, json};
 
 pub fn schema(v: Value) -> JsonObject {
@@ -236,8 +237,15 @@ pub async fn expect_probe(probe: &mut tokio::sync::broadcast::Receiver<&'static 
     .unwrap_or_else(|_| panic!("agent never reported {what}"));
 }
 
-/// Connects `a` to `b` and waits until `a` knows `b`'s agents.
+/// Connects `a` to `b` and waits until `a` knows `b`'s agents. Both trust
+/// each other (`trusted`), so every tool may be called either way.
 pub async fn connect(a: &Node, b: &Node) {
+    a.set_trust(b.peer_id(), TrustLevel::Trusted, None)
+        .await
+        .unwrap();
+    b.set_trust(a.peer_id(), TrustLevel::Trusted, None)
+        .await
+        .unwrap();
     let mut events = a.subscribe();
     let peer = a.dial(b.dial_addrs()[0].clone()).await.unwrap();
     assert_eq!(peer, b.peer_id());
