@@ -215,6 +215,76 @@ impl ApiClient {
         }
     }
 
+    /// `POST <path>` with a JSON body, waiting up to `timeout` for the answer.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, ApiError> {
+        let url = self.url(path)?;
+        let request = self
+            .authorize(self.http.post(url.clone()))
+            .header(header::CONTENT_TYPE, "application/json")
+            .timeout(timeout)
+            .body(body.to_string());
+        self.send(url, request, timeout).await
+    }
+
+    /// Any JSON request to `path` (relative to the base URL), with an
+    /// optional JSON body; returns the answer.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let url = self.url(path)?;
+        let mut request = self.authorize(self.http.request(method, url.clone()));
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        self.send(url, request, DEFAULT_REQUEST_TIMEOUT).await
+    }
+
+    /// `GET <path>` for endpoints whose error statuses carry a normal JSON
+    /// body (the health endpoints answer 503 with their report): returns
+    /// the HTTP status with the body.
+    pub async fn get_with_status(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(u16, Value), ApiError> {
+        let url = self.url(path)?;
+        let response = self
+            .authorize(self.http.get(url.clone()))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, timeout))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e, timeout))?;
+        if status == StatusCode::UNAUTHORIZED {
+            let remote = serde_json::from_slice::<ErrorBody>(&bytes)
+                .ok()
+                .map(|b| b.error);
+            return Err(ApiError::Unauthorized(
+                self.unauthorized_message(remote.as_ref()),
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|value| (status.as_u16(), value))
+            .map_err(|_| ApiError::Unexpected {
+                url: url.to_string(),
+                detail: format!("HTTP {status}: {}", snippet(&bytes)),
+            })
+    }
+
     async fn get(&self, url: Url) -> Result<Value, ApiError> {
         let request = self.authorize(self.http.get(url.clone()));
         self.send(url, request, DEFAULT_REQUEST_TIMEOUT).await
@@ -416,6 +486,18 @@ pub struct RemoteAgents {
     /// Its agents.
     #[serde(default)]
     pub agents: Vec<AgentSummary>,
+    /// Whether the registry considers it reachable now (older nodes, which
+    /// listed connected peers only, do not say: reachable).
+    #[serde(default = "yes")]
+    pub available: bool,
+    /// `false` while the entry comes from the node's cache and no peer has
+    /// confirmed it yet.
+    #[serde(default = "yes")]
+    pub confirmed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `GET /api/v1/agents`, typed.
@@ -426,7 +508,7 @@ pub struct Agents {
     pub node_id: String,
     /// Local agents.
     pub local: Vec<AgentSummary>,
-    /// Agents on connected peers.
+    /// Agents of the other nodes of the mesh registry.
     pub remote: Vec<RemoteAgents>,
 }
 

@@ -84,12 +84,19 @@ pub enum Command {
     /// List the peers the node is connected to.
     Peers,
 
-    /// List the node's agents (with --all, also those of connected peers).
+    /// List the node's agents (with --all, those of every node in the mesh
+    /// registry too).
     ///
-    /// With --json, prints the API's answer (`node_id`, `local`, and with
-    /// --all `remote`: one entry per peer with its `peer_id` and `agents`).
+    /// With --all, the STATUS column says whether a node is `available`
+    /// (heard from recently), `unavailable` (not heard from within
+    /// registry.liveness_timeout, or shut down), or `unconfirmed` (from the
+    /// node's cache at start, no peer confirmed it yet). With --json, prints
+    /// the API's answer (`node_id`, `local`, and with --all `remote`: one
+    /// entry per node with `peer_id`, `agents`, `available`, `confirmed`,
+    /// `version` and `last_heard_ms`).
     Agents {
-        /// Also list agents hosted by peers, with their peer id.
+        /// Also list the agents of the other nodes of the mesh, with their
+        /// peer id and status.
         #[arg(long)]
         all: bool,
     },
@@ -175,6 +182,135 @@ pub enum Command {
     /// Claude Desktop (claude_desktop_config.json):
     /// {"mcpServers": {"dawn": {"command": "dawn-cli", "args": ["mcp"]}}}
     Mcp(McpArgs),
+
+    /// Back up, verify and restore the node's state (see docs/backup.md).
+    ///
+    /// An archive (`.tar.zst`) holds a consistent snapshot of the database, the
+    /// node key file as it is (still encrypted if it was), the audit log, the
+    /// configuration and a manifest (each file's size and SHA-256) signed by the
+    /// node key.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+
+    /// Show and set peers' trust levels on the running node: who may
+    /// connect, list, and call tools that change state (see
+    /// docs/security.md).
+    #[command(subcommand)]
+    Trust(crate::security_cli::TrustCommand),
+
+    /// Verify and read the security audit log in <data-root>/audit (works
+    /// whether or not the node runs).
+    #[command(subcommand)]
+    Audit(crate::security_cli::AuditCommand),
+
+    /// The node key in <data-root>/node.key: show it, create it, encrypt or
+    /// decrypt it, change its passphrase. Passphrases come from
+    /// --passphrase-file / --new-passphrase-file, $DAWN_PASSPHRASE /
+    /// $DAWN_NEW_PASSPHRASE, or a prompt on a terminal.
+    #[command(subcommand)]
+    Identity(crate::security_cli::IdentityCommand),
+
+    /// The API bearer token.
+    #[command(subcommand)]
+    Token(crate::security_cli::TokenCommand),
+
+    /// Show the node's health: overall status, readiness and each component
+    /// check (store, transport, peers, disk, mounted MCP servers, alerts).
+    ///
+    /// Reads GET /health and GET /health/ready (no token needed unless
+    /// observability.health.require_token is set). The exit status is 0
+    /// when the node is healthy or degraded and 1 when it is unhealthy or
+    /// cannot be reached, so it can serve as a container health check:
+    /// HEALTHCHECK CMD ["dawn-cli", "health"]. With --ready the exit status
+    /// follows readiness instead (0 only when ready to receive traffic).
+    /// With --json, prints the /health report with the readiness report
+    /// under `ready`.
+    Health(HealthArgs),
+
+    /// Verify a downloaded release before installing it: SHA256SUMS must
+    /// carry a valid Ed25519 signature (SHA256SUMS.sig) by the release key,
+    /// and every listed file present in DIR must match its checksum.
+    ///
+    /// Listed files that are absent are reported and skipped (at least one
+    /// must be present). Exit status 0 when everything checks out, 1 on a
+    /// bad signature, a checksum mismatch or a malformed SHA256SUMS. Works
+    /// offline. See docs/deployment.md.
+    VerifyRelease(crate::verify_release::VerifyReleaseArgs),
+
+    /// Write man pages and shell completions under DIR (used by `cargo
+    /// xtask dist`).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory (man/ and completions/ are created in it).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Options of `dawn-cli health`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Check readiness only (GET /health/ready): exit 0 when ready.
+    #[arg(long)]
+    pub ready: bool,
+    /// Give up after this many seconds (unreachable counts as unhealthy).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+/// `dawn-cli backup ...`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write a backup archive of the node.
+    ///
+    /// With a node running on the data directory (or with --api), the node
+    /// writes the archive itself while it keeps running (POST /api/v1/backup);
+    /// --out is then a directory on the node's machine. Without a running node
+    /// the data directory is opened directly (and locked meanwhile); an
+    /// encrypted node key is unlocked with $DAWN_PASSPHRASE (or
+    /// security.passphrase_file) to sign the manifest. With --json, prints the
+    /// summary: path, bytes, duration_ms, node_id, created, tables, files,
+    /// pruned.
+    Create {
+        /// Directory to write the archive into. Default: backup.dir, else
+        /// <data-root>/backups.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Keep only the newest N archives of this node in the directory,
+        /// deleting older ones (0: keep all).
+        #[arg(long, value_name = "N")]
+        keep: Option<u32>,
+    },
+    /// List the backup archives in a directory (default: backup.dir, else
+    /// <data-root>/backups), oldest first.
+    List {
+        /// The directory.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Check an archive: format and version, signature, every file's size and
+    /// checksum, the database opens with the rows listed, the key belongs to
+    /// the node that signed, the audit chain verifies. Exit status 1 with the
+    /// failing file named if anything is wrong.
+    Verify {
+        /// The archive (.tar.zst).
+        #[arg(value_name = "ARCHIVE")]
+        archive: PathBuf,
+    },
+    /// Restore an archive into the data directory (--data-root).
+    ///
+    /// Refused while a node runs on it. The archive is verified first (into a
+    /// staging directory next to the data directory); then the current data
+    /// directory is moved aside to <data-root>.pre-restore-<time> (kept; the
+    /// path is printed) and the restored one is renamed into place. If
+    /// anything fails, the original data directory is left or put back as it
+    /// was. The api.token and backups/ of the current directory are carried
+    /// over. Restoring an archive made by a newer Dawn is refused.
+    Restore {
+        /// The archive (.tar.zst).
+        #[arg(value_name = "ARCHIVE")]
+        archive: PathBuf,
+    },
 }
 
 /// Options of `dawn-cli mcp`.

@@ -9,7 +9,7 @@ use crate::{
     api_client::{self, Agents, ApiClient, Peers, Status},
     bench,
     cli::Command,
-    output,
+    output, security_commands,
 };
 
 /// Runs one command; the exit code says whether it succeeded.
@@ -100,6 +100,21 @@ pub async fn run(command: Command, client: &ApiClient, json: bool) -> anyhow::Re
         Command::Mcp(_) => {
             // `main` runs the bridge itself: it owns stdin/stdout and its runtime.
             anyhow::bail!("`mcp` is not an API command");
+        }
+        Command::Backup(_) => {
+            // `main` runs it: it works without a running node too.
+            anyhow::bail!("`backup` is not an API command");
+        }
+        Command::Health(args) => return crate::health_cmd::run(client, &args, json).await,
+        Command::VerifyRelease(_) | Command::GenerateAssets { .. } => {
+            // `main` runs them offline, before any API client exists.
+            anyhow::bail!("not an API command");
+        }
+        Command::Trust(command) => security_commands::trust(command, client, json).await?,
+        Command::Token(_) => security_commands::rotate_online(client, json).await?,
+        Command::Audit(_) | Command::Identity(_) => {
+            // `main` runs them on the data directory (security_commands::run_offline).
+            anyhow::bail!("`audit` and `identity` are not API commands");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -105,7 +105,7 @@ impl Endpoint {
 
 /// `--data-root` / `$DAWN_NODE__DATA_ROOT` (clap merges both), else
 /// `node.data_root` from `--config`, else the default.
-fn data_root(args: &GlobalArgs) -> anyhow::Result<PathBuf> {
+pub(crate) fn data_root(args: &GlobalArgs) -> anyhow::Result<PathBuf> {
     if let Some(root) = &args.data_root {
         if root.as_os_str().is_empty() {
             bail!("--data-root (or $DAWN_NODE__DATA_ROOT) must not be empty");

@@ -7,12 +7,18 @@
 //! Streamable HTTP endpoint (see [`mcp_bridge`]).
 
 mod api_client;
+mod backup_cmd;
 mod bench;
 mod cli;
 mod commands;
 mod endpoint;
+mod generate;
+mod health_cmd;
 mod mcp_bridge;
 mod output;
+mod security_cli;
+mod security_commands;
+mod verify_release;
 
 use std::process::ExitCode;
 
@@ -38,6 +44,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let cli::Command::GenerateAssets { dir } = &cli.command {
+        use clap::CommandFactory as _;
+        generate::write_assets(Cli::command(), dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let cli::Command::VerifyRelease(args) = &cli.command {
+        // Offline: checks files in a directory, talks to no node.
+        return verify_release::main(args, cli.global.json);
+    }
+    if let cli::Command::Backup(command) = cli.command {
+        // Works with or without a running node: it resolves the endpoint itself.
+        return backup_cmd::main(&cli.global, command);
+    }
+    if let Some(code) = security_commands::run_offline(&cli)? {
+        return Ok(code);
+    }
     let endpoint = Endpoint::resolve(&cli.global)?;
     if let cli::Command::Mcp(args) = cli.command {
         return mcp_bridge::main(&args, endpoint);

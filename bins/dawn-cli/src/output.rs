@@ -159,20 +159,26 @@ pub fn peers(peers: &Peers) -> String {
 pub fn agents(agents: &Agents, all: bool) -> String {
     let mut header = Vec::new();
     if all {
-        header.push("PEER");
+        header.extend(["PEER", "STATUS"]);
     }
     header.extend(["AGENT", "TOOLS", "RESOURCES", "PROMPTS", "DESCRIPTION"]);
     let mut t = table(&header);
-    let local = agents.local.iter().map(|a| ("local", a));
-    let remote = agents
-        .remote
-        .iter()
-        .filter(|_| all)
-        .flat_map(|r| r.agents.iter().map(move |a| (r.peer_id.as_str(), a)));
-    for (peer, agent) in local.chain(remote) {
+    let local = agents.local.iter().map(|a| ("local", "local", a));
+    let remote = agents.remote.iter().filter(|_| all).flat_map(|r| {
+        let status = match (r.available, r.confirmed) {
+            (true, true) => "available",
+            (true, false) => "unconfirmed",
+            (false, _) => "unavailable",
+        };
+        r.agents
+            .iter()
+            .map(move |a| (r.peer_id.as_str(), status, a))
+    });
+    for (peer, status, agent) in local.chain(remote) {
         let mut row = Vec::new();
         if all {
             row.push(peer.to_owned());
+            row.push(status.to_owned());
         }
         let tools: Vec<&str> = agent.tools.iter().map(|t| t.name.as_str()).collect();
         row.extend([
@@ -186,7 +192,7 @@ pub fn agents(agents: &Agents, all: bool) -> String {
     }
     let mut out = finish(&mut t);
     if all && agents.remote.is_empty() {
-        out.push_str("\n(no remote agents known: no peer has announced any yet)");
+        out.push_str("\n(no remote agents known: no node of the mesh has announced any yet)");
     }
     out
 }

@@ -3,6 +3,8 @@
 //! All logic lives in `dawn-core`; this binary parses flags, loads the
 //! configuration, sets up logging, starts the node and handles signals.
 
+mod generate;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
@@ -46,6 +48,10 @@ struct Args {
     /// Print the effective configuration (TOML) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Write man pages and shell completions under DIR and exit (used by
+    /// `cargo xtask dist`).
+    #[arg(long, value_name = "DIR", hide = true)]
+    generate_assets: Option<PathBuf>,
 }
 
 fn load_config(args: &Args) -> Result<DawnConfig, ConfigError> {
@@ -104,6 +110,16 @@ fn load_config(args: &Args) -> Result<DawnConfig, ConfigError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_assets {
+        use clap::CommandFactory as _;
+        return match generate::write_assets(Args::command(), dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dawn-node: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match load_config(&args) {
         Ok(config) => config,
         Err(e) => {
@@ -135,7 +151,11 @@ fn main() -> ExitCode {
         },
         file: config.logging.file.clone(),
     };
-    if let Err(e) = logging::init(&settings) {
+    let file_options = logging::LogFileOptions {
+        rotation: config.logging.rotation,
+        keep: config.logging.keep,
+    };
+    if let Err(e) = logging::init_with(&settings, file_options) {
         eprintln!("dawn-node: {e}");
         return ExitCode::from(2);
     }
@@ -153,7 +173,21 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: DawnConfig) -> ExitCode {
-    let node = match NodeBuilder::new(config).start().await {
+    // A file-size limit (RLIMIT_FSIZE) must not kill the node: with SIGXFSZ
+    // handled, a write past the limit fails with EFBIG like any I/O error,
+    // the node keeps running and its health report shows the store failing.
+    #[cfg(unix)]
+    let _file_size_signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(
+        rustix::process::Signal::XFSZ.as_raw(),
+    ));
+    let builder = match with_prompted_passphrase(NodeBuilder::new(config.clone()), &config) {
+        Ok(builder) => builder,
+        Err(e) => {
+            eprintln!("dawn-node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let node = match builder.start().await {
         Ok(node) => node,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the node");
@@ -190,6 +224,29 @@ async fn run(config: DawnConfig) -> ExitCode {
             ExitCode::from(130)
         }
     }
+}
+
+/// Asks for the node key passphrase on the terminal when the key needs one
+/// and neither `DAWN_PASSPHRASE` nor `security.passphrase_file` gives it.
+fn with_prompted_passphrase(
+    builder: NodeBuilder,
+    config: &DawnConfig,
+) -> Result<NodeBuilder, dawn_core::security::PassphraseError> {
+    use dawn_core::security::passphrase_prompt;
+    let (needed, supplied) = dawn_core::security::passphrase_needed(config);
+    if !needed || supplied || !passphrase_prompt::can_prompt() {
+        return Ok(builder);
+    }
+    let key = dawn_core::DataDir::new(&config.node.data_root).node_key();
+    let passphrase = if key.exists() {
+        passphrase_prompt::prompt_passphrase(&format!("Passphrase for {}: ", key.display()))?
+    } else {
+        passphrase_prompt::prompt_new_passphrase(&format!(
+            "New passphrase to encrypt {}: ",
+            key.display()
+        ))?
+    };
+    Ok(builder.passphrase(passphrase))
 }
 
 /// Resolves on SIGINT or SIGTERM.
