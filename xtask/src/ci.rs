@@ -23,7 +23,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::builder::{PossibleValue, PossibleValuesParser};
 
-use crate::{command, conformance, docs};
+use crate::{command, conformance, deny, deploy, dist, docs, promtool};
 
 /// Arguments of `cargo xtask ci`.
 #[derive(Debug, clap::Args)]
@@ -78,7 +78,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "test",
-        about: "tests: doctests + cargo nextest run --workspace (cargo test if nextest is absent)",
+        about: "tests: doctests + cargo nextest run --workspace (cargo test if nextest is absent); installs promtool, DAWN_REQUIRE_TOOLS=1",
         run: test,
     },
     Step {
@@ -90,6 +90,21 @@ pub const STEPS: &[Step] = &[
         name: "conformance",
         about: "official MCP conformance suite, direct and via a peer: cargo xtask conformance",
         run: mcp_conformance,
+    },
+    Step {
+        name: "deny",
+        about: "dependency policy (advisories, licenses, bans, sources): cargo xtask deny",
+        run: dependency_policy,
+    },
+    Step {
+        name: "deploy",
+        about: "Dockerfile, compose, systemd and workflow checks, image commands run locally: cargo xtask deploy",
+        run: deploy_check,
+    },
+    Step {
+        name: "dist",
+        about: "release archive self-test (dev profile): cargo xtask dist --check",
+        run: dist_check,
     },
 ];
 
@@ -118,14 +133,34 @@ fn clippy(ctx: &Context) -> Result<()> {
 }
 
 fn test(ctx: &Context) -> Result<()> {
+    // Tools the tests run (promtool); with them required, a missing one
+    // fails its tests instead of skipping them.
+    promtool::ensure()?;
+    let tools_required = |mut cmd: Command| {
+        cmd.env(promtool::REQUIRE_TOOLS_ENV, "1");
+        cmd
+    };
     if command::succeeds(&mut ctx.cargo(["nextest", "--version"])) {
         // nextest does not run doctests. They go first so that nextest's
         // summary of the whole suite is the last test report in the log.
-        command::run(&mut ctx.cargo(["test", "--workspace", "--doc"]))?;
-        command::run(&mut ctx.cargo(["nextest", "run", "--workspace", "--no-fail-fast"]))
+        command::run(&mut tools_required(ctx.cargo([
+            "test",
+            "--workspace",
+            "--doc",
+        ])))?;
+        command::run(&mut tools_required(ctx.cargo([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-fail-fast",
+        ])))
     } else {
         println!("cargo-nextest is not installed: using cargo test");
-        command::run(&mut ctx.cargo(["test", "--workspace", "--no-fail-fast"]))
+        command::run(&mut tools_required(ctx.cargo([
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+        ])))
     }
 }
 
@@ -140,6 +175,22 @@ fn mcp_conformance(ctx: &Context) -> Result<()> {
         no_build: false,
     };
     conformance::run(&args, &ctx.root)
+}
+
+fn dependency_policy(ctx: &Context) -> Result<()> {
+    deny::run(&deny::DenyArgs::from_env(), &ctx.root)
+}
+
+fn deploy_check(ctx: &Context) -> Result<()> {
+    deploy::run(&deploy::DeployArgs { no_build: false }, &ctx.root)
+}
+
+fn dist_check(ctx: &Context) -> Result<()> {
+    let args = dist::DistArgs {
+        check: true,
+        ..Default::default()
+    };
+    dist::run(&args, &ctx.root)
 }
 
 /// The steps `--only` and `--skip` leave, in run order.

