@@ -552,9 +552,10 @@ async fn scheduled_backups_are_reported_and_a_failing_one_degrades_the_node() {
     })
     .await;
     let report = health_until(&a, "the backup check to report the failure", |_, r| {
-        r["checks"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "backup" && c["status"] == "degraded"))
+        r["checks"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["name"] == "backup" && c["status"] == "degraded")
+        })
     })
     .await;
     assert_eq!(report["status"], "degraded", "{report:#}");
@@ -570,6 +571,8 @@ async fn scheduled_backups_are_reported_and_a_failing_one_degrades_the_node() {
     let (status, _, _) = get(&a, "/health", false).await;
     assert_eq!(status, 200);
     a.shutdown().await;
+    // The handle keeps the database open until it is dropped.
+    drop(a);
 
     // The same node with a usable directory: the check turns healthy after a success.
     let b = with_api(&dir, "a", |c| {
@@ -583,13 +586,17 @@ async fn scheduled_backups_are_reported_and_a_failing_one_degrades_the_node() {
             c.iter().any(|c| {
                 c["name"] == "backup"
                     && c["status"] == "healthy"
-                    && c["message"].as_str().unwrap_or("").starts_with("last backup ")
+                    && c["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("last backup ")
             })
         })
     })
     .await;
     assert_eq!(report["status"], "healthy", "{report:#}");
     b.shutdown().await;
+    drop(b);
 
     // Without a schedule there is no backup check at all.
     let c = with_api(&dir, "a", |c| c.observability.health.min_peers = 0).await;

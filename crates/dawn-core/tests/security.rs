@@ -597,3 +597,142 @@ async fn reputation_bans_happen_below_the_threshold_and_expire() {
     raw.shutdown().await;
     node.shutdown().await;
 }
+
+/// Sends `PING` from `raw` and returns the JSON-RPC error code of the
+/// answer (`None` for a result), or `Err` when no answer came (refused or
+/// closed connection).
+async fn ping_code(
+    raw: &dawn_transport::Transport,
+    peer: dawn_core::PeerId,
+) -> Result<Option<i64>, String> {
+    let answer = raw
+        .call(peer, "system", PING.into(), Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    Ok(answer["error"]["code"].as_i64())
+}
+
+/// 10 calls per hour per peer: the refill plays no part in these tests.
+fn ten_calls_an_hour(c: &mut DawnConfig) {
+    c.resilience.rate_limit.max_requests = 10;
+    c.resilience.rate_limit.time_window = dawn_resilience::HumanDuration::secs(3600);
+}
+
+#[tokio::test]
+async fn a_burst_past_the_rate_limit_costs_a_little_reputation_and_calls_within_it_none() {
+    let dir = tempfile::tempdir().unwrap();
+    // Default reputation settings: 5 points per rate-limit offence, at most
+    // one offence per 10 s; disconnect below -50.
+    let node = start_node(&dir, "b", ten_calls_an_hour).await;
+    let (polite, polite_peer) = raw_peer(&node).await;
+    let (bursty, bursty_peer) = raw_peer(&node).await;
+    let bursty_id = bursty.local_peer_id().to_string();
+
+    for _ in 0..8 {
+        assert_eq!(ping_code(&polite, polite_peer).await, Ok(None));
+    }
+    let mut refused = 0;
+    for _ in 0..40 {
+        match ping_code(&bursty, bursty_peer).await.unwrap() {
+            None => {}
+            Some(-32005) => refused += 1,
+            Some(code) => panic!("unexpected error {code}"),
+        }
+    }
+    assert_eq!(refused, 30);
+
+    // The burst cost the bursty peer a little, not its connection.
+    let standing = node.reputation(&bursty.local_peer_id());
+    assert!(standing.offences >= 1, "{standing:?}");
+    assert_eq!(
+        standing.last_offence.as_deref(),
+        Some("rate_limit_exceeded")
+    );
+    assert!(
+        standing.score < 0.0 && standing.score > -50.0,
+        "{standing:?}"
+    );
+    assert_eq!(standing.banned_until_ms, None);
+    assert_eq!(ping_code(&bursty, bursty_peer).await, Ok(Some(-32005)));
+    let log = audit_of(&node).await;
+    assert!(!has(&log, AuditEvent::PeerDisconnected, &bursty_id, None));
+    assert!(!has(&log, AuditEvent::PeerBanned, &bursty_id, None));
+
+    // The peer that stayed within its limit lost nothing and is served.
+    let standing = node.reputation(&polite.local_peer_id());
+    assert_eq!(
+        (standing.score, standing.offences),
+        (0.0, 0),
+        "{standing:?}"
+    );
+    assert_eq!(ping_code(&polite, polite_peer).await, Ok(None));
+    polite.shutdown().await;
+    bursty.shutdown().await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn sustained_rate_limit_abuse_gets_a_peer_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    // One offence per second of abuse at most, 45 points each: the second
+    // one takes the score below the ban threshold (-80).
+    let node = start_node(&dir, "b", |c| {
+        ten_calls_an_hour(c);
+        c.security.reputation.rate_limit_interval_secs = 1;
+        c.security.reputation.penalties.rate_limit_exceeded = 45.0;
+    })
+    .await;
+    let (polite, polite_peer) = raw_peer(&node).await;
+    let (flooder, flooder_peer) = raw_peer(&node).await;
+    let flooder_id = flooder.local_peer_id().to_string();
+    assert_eq!(ping_code(&polite, polite_peer).await, Ok(None));
+
+    // Flood until the node bans the flooder. Calls are refused by the rate
+    // limit until then, and fail once the connection is closed.
+    let log = eventually("b to ban the flooder", || async {
+        for _ in 0..20 {
+            match ping_code(&flooder, flooder_peer).await {
+                Ok(None | Some(-32005)) => {}
+                Ok(Some(code)) => panic!("unexpected error {code}"),
+                Err(_) => break,
+            }
+        }
+        let log = audit_of(&node).await;
+        has(&log, AuditEvent::PeerBanned, &flooder_id, None).then_some(log)
+    })
+    .await;
+    let banned = log
+        .iter()
+        .find(|e| e.record.event == AuditEvent::PeerBanned)
+        .unwrap();
+    assert!(
+        banned
+            .record
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("rate_limit_exceeded"),
+        "{banned:?}"
+    );
+    let standing = node.reputation(&flooder.local_peer_id());
+    assert!(standing.score < -80.0, "{standing:?}");
+    assert!(standing.offences >= 2, "{standing:?}");
+    assert!(standing.banned_until_ms.is_some(), "{standing:?}");
+    eventually("the banned flooder to be refused", || async {
+        ping_code(&flooder, flooder_peer).await.err()
+    })
+    .await;
+
+    // The peer within its limit is untouched and still served.
+    let standing = node.reputation(&polite.local_peer_id());
+    assert_eq!(
+        (standing.score, standing.offences),
+        (0.0, 0),
+        "{standing:?}"
+    );
+    assert_eq!(ping_code(&polite, polite_peer).await, Ok(None));
+    polite.shutdown().await;
+    flooder.shutdown().await;
+    node.shutdown().await;
+}

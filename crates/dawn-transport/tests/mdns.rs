@@ -10,7 +10,9 @@
 
 mod common;
 
-use common::{next_matching, start};
+use std::time::Duration;
+
+use common::{next_matching_within, start};
 use dawn_transport::{DiscoverySource, Multiaddr, PeerId, TransportConfig, TransportEvent};
 use tokio::sync::broadcast;
 
@@ -18,7 +20,10 @@ async fn discovered(
     events: &mut broadcast::Receiver<TransportEvent>,
     who: PeerId,
 ) -> Vec<Multiaddr> {
-    next_matching(events, "mDNS discovery", |e| match e {
+    // libp2p's mDNS probes at 0.5, 1, 2, 4, 8, 16, 32 s after start, then
+    // every 5 minutes: on a loaded machine the answer to an early probe can
+    // come before the other node listens, so allow for the 32 s probe.
+    next_matching_within(events, "mDNS discovery", Duration::from_secs(90), |e| match e {
         TransportEvent::PeerDiscovered {
             peer,
             addrs,

@@ -40,6 +40,16 @@ pub fn serve_echo(mut calls: InboundCalls) {
 pub async fn next_matching<T>(
     events: &mut broadcast::Receiver<TransportEvent>,
     what: &str,
+    pick: impl FnMut(TransportEvent) -> Option<T>,
+) -> T {
+    next_matching_within(events, what, PATIENCE, pick).await
+}
+
+/// [`next_matching`] with its own patience.
+pub async fn next_matching_within<T>(
+    events: &mut broadcast::Receiver<TransportEvent>,
+    what: &str,
+    patience: Duration,
     mut pick: impl FnMut(TransportEvent) -> Option<T>,
 ) -> T {
     let wait = async {
@@ -59,7 +69,7 @@ pub async fn next_matching<T>(
             }
         }
     };
-    tokio::time::timeout(PATIENCE, wait)
+    tokio::time::timeout(patience, wait)
         .await
-        .unwrap_or_else(|_| panic!("timed out after {PATIENCE:?} waiting for {what}"))
+        .unwrap_or_else(|_| panic!("timed out after {patience:?} waiting for {what}"))
 }
