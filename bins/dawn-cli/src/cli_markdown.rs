@@ -35,11 +35,15 @@ fn render_command(
     }
     let usage = command.render_usage().to_string();
     let usage = usage.trim().trim_start_matches("Usage:").trim();
-    // Subcommand usage names only the leaf; show the full path instead.
-    let usage = match usage.split_once(' ') {
-        Some((_, rest)) if !top => format!("{path} {rest}"),
-        _ if !top => path.to_owned(),
-        _ => usage.to_owned(),
+    // A built command's usage already names the full path; an unbuilt
+    // subcommand's names only the leaf: show the full path either way.
+    let usage = if top || usage.starts_with(path) {
+        usage.to_owned()
+    } else {
+        match usage.split_once(' ') {
+            Some((_, rest)) => format!("{path} {rest}"),
+            None => path.to_owned(),
+        }
     };
     let _ = writeln!(out, "```text\n{usage}\n```\n");
 

@@ -125,4 +125,35 @@ fn cli_docs_cover_every_visible_command() {
     }
     // Hidden commands stay out of the user reference.
     assert!(!generated.contains("generate-assets"));
+    // Each command's usage line names its full path once, then its options.
+    let lines: Vec<&str> = generated.lines().collect();
+    let mut checked = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(path) = line
+            .trim_start_matches('#')
+            .trim()
+            .strip_prefix('`')
+            .and_then(|l| l.strip_suffix('`'))
+        else {
+            continue;
+        };
+        if !line.starts_with('#') || !path.starts_with("dawn-") {
+            continue;
+        }
+        let usage = lines[i..]
+            .iter()
+            .skip_while(|l| **l != "```text")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no usage block after {line}"));
+        let rest = usage
+            .strip_prefix(path)
+            .unwrap_or_else(|| panic!("usage of {path} does not start with it: {usage}"));
+        let leaf = path.rsplit(' ').next().unwrap();
+        assert!(
+            !rest.split(' ').any(|w| w == leaf),
+            "usage of {path} repeats {leaf:?}: {usage}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 20, "only {checked} usage lines found");
 }
