@@ -169,7 +169,10 @@ pub(crate) async fn dispatch(
         }
     });
     let work = handle_method(entry, &method, params, ctx);
+    // Biased, work first: an agent that answers at once never arms the
+    // deadline timer nor registers with the cancellation token.
     let result = tokio::select! {
+        biased;
         result = work => result,
         () = cancel.cancelled() => Err(CallError::new(ErrorKind::Cancelled, "the call was cancelled")),
         () = tokio::time::sleep_until(deadline.instant().into()) => Err(CallError::new(

@@ -453,6 +453,18 @@ impl Policy {
         }
     }
 
+    /// Whether a peer at `level` may do `permission` on `requirement`'s
+    /// target: exactly [`Decision::allowed`] of [`Self::decide`], without
+    /// building the decision's texts (for the per-call fast path).
+    pub fn permits(
+        &self,
+        level: TrustLevel,
+        permission: Permission,
+        requirement: &Requirement<'_>,
+    ) -> bool {
+        level != TrustLevel::Untrusted && level >= self.minimum_level(permission, requirement).0
+    }
+
     /// The minimum level for a request, the rule that set it and the key (or
     /// source) responsible.
     fn minimum(
@@ -460,47 +472,54 @@ impl Policy {
         permission: Permission,
         requirement: &Requirement<'_>,
     ) -> (TrustLevel, DecisionRule, String) {
+        let (level, rule) = self.minimum_level(permission, requirement);
+        let agent = requirement.agent.unwrap_or_default();
+        let key = match rule {
+            DecisionRule::ToolMinimum => format!(
+                "security.policy.agents.{agent}.tools.{}",
+                requirement.tool.unwrap_or_default()
+            ),
+            DecisionRule::AgentMinimum => format!("security.policy.agents.{agent}.min_level"),
+            DecisionRule::DeclaredMinimum => "declared by the agent".to_owned(),
+            _ => format!(
+                "security.policy.min_level.{}",
+                self.config.min_level.for_permission(permission).1
+            ),
+        };
+        (level, rule, key)
+    }
+
+    /// The minimum level for a request and the rule that set it.
+    fn minimum_level(
+        &self,
+        permission: Permission,
+        requirement: &Requirement<'_>,
+    ) -> (TrustLevel, DecisionRule) {
         let agent_settings = requirement
             .agent
             .filter(|_| permission.is_agent_scoped())
-            .and_then(|agent| self.config.agents.get(agent).map(|s| (agent, s)));
+            .and_then(|agent| self.config.agents.get(agent));
 
-        if let (Permission::CallTool { .. }, Some((agent, settings)), Some(tool)) =
+        if let (Permission::CallTool { .. }, Some(settings), Some(tool)) =
             (permission, agent_settings, requirement.tool)
             && let Some(level) = settings.tools.get(tool)
         {
-            return (
-                *level,
-                DecisionRule::ToolMinimum,
-                format!("security.policy.agents.{agent}.tools.{tool}"),
-            );
+            return (*level, DecisionRule::ToolMinimum);
         }
 
-        let (base, name) = self.config.min_level.for_permission(permission);
-        let mut best = (
-            base,
-            DecisionRule::PermissionMinimum,
-            format!("security.policy.min_level.{name}"),
-        );
-        if let Some((agent, settings)) = agent_settings
+        let (base, _) = self.config.min_level.for_permission(permission);
+        let mut best = (base, DecisionRule::PermissionMinimum);
+        if let Some(settings) = agent_settings
             && let Some(level) = settings.min_level
             && level > best.0
         {
-            best = (
-                level,
-                DecisionRule::AgentMinimum,
-                format!("security.policy.agents.{agent}.min_level"),
-            );
+            best = (level, DecisionRule::AgentMinimum);
         }
         if permission.is_agent_scoped()
             && let Some(level) = requirement.declared_min_level
             && level > best.0
         {
-            best = (
-                level,
-                DecisionRule::DeclaredMinimum,
-                "declared by the agent".to_owned(),
-            );
+            best = (level, DecisionRule::DeclaredMinimum);
         }
         best
     }
@@ -554,6 +573,82 @@ mod tests {
             decision.detail,
             "level unknown is below the minimum trusted for call_tool on agent files tool \
              delete (security.policy.min_level.call_tools)"
+        );
+    }
+
+    #[test]
+    fn permits_agrees_with_decide_and_keys_name_each_rule() {
+        let mut config = PolicyConfig::default();
+        config.agents.insert(
+            "files".to_owned(),
+            AgentPolicyConfig {
+                min_level: Some(TrustLevel::Verified),
+                tools: BTreeMap::from([
+                    ("delete".to_owned(), TrustLevel::Bootstrap),
+                    ("stat".to_owned(), TrustLevel::Unknown),
+                ]),
+            },
+        );
+        let policy = Policy::new(config).unwrap();
+        let permissions = [
+            Permission::Connect,
+            Permission::Discover,
+            Permission::ListTools,
+            Permission::CallTool { read_only: true },
+            Permission::CallTool { read_only: false },
+            Permission::ReadResource,
+            Permission::GetPrompt,
+        ];
+        let requirements = [
+            Requirement::none(),
+            Requirement::agent("files"),
+            Requirement::tool("files", "delete"),
+            Requirement::tool("files", "stat"),
+            Requirement::tool("files", "read"),
+            Requirement::tool("system", "echo"),
+            Requirement::tool("system", "echo").with_declared_min_level(TrustLevel::Trusted),
+        ];
+        for level in TrustLevel::ALL {
+            for permission in permissions {
+                for requirement in &requirements {
+                    let decision = policy.decide(level, permission, requirement);
+                    assert_eq!(
+                        policy.permits(level, permission, requirement),
+                        decision.allowed,
+                        "{level} {permission} {requirement:?}: {}",
+                        decision.detail
+                    );
+                }
+            }
+        }
+        let key = |permission, requirement: &Requirement<'_>| {
+            policy
+                .decide(TrustLevel::Trusted, permission, requirement)
+                .detail
+        };
+        let any = Permission::CallTool { read_only: false };
+        assert!(
+            key(any, &Requirement::tool("files", "delete"))
+                .ends_with("(security.policy.agents.files.tools.delete)")
+        );
+        assert!(
+            key(Permission::ListTools, &Requirement::agent("files"))
+                .ends_with("(security.policy.agents.files.min_level)")
+        );
+        assert!(
+            key(any, &Requirement::tool("files", "read"))
+                .ends_with("(security.policy.min_level.call_tools)")
+        );
+        assert!(
+            key(Permission::ListTools, &Requirement::agent("system"))
+                .ends_with("(security.policy.min_level.list_tools)")
+        );
+        assert!(
+            key(
+                Permission::CallTool { read_only: true },
+                &Requirement::tool("system", "x").with_declared_min_level(TrustLevel::Bootstrap)
+            )
+            .ends_with("(declared by the agent)")
         );
     }
 }

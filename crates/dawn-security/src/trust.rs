@@ -563,6 +563,23 @@ impl TrustRegistry {
         policy.decide(trust.level, permission, requirement)
     }
 
+    /// Whether `peer` may do `permission` on `requirement`'s target: exactly
+    /// [`Decision::allowed`] of [`Self::authorize`], without building the
+    /// decision's texts. Reads the current trust, so changes apply at once.
+    pub fn permits(
+        &self,
+        peer: &PeerId,
+        policy: &Policy,
+        permission: Permission,
+        requirement: &Requirement<'_>,
+    ) -> bool {
+        let trust = self.lookup(peer);
+        if self.inner.reject_unknown && !trust.origin.has_record() {
+            return false;
+        }
+        policy.permits(trust.level, permission, requirement)
+    }
+
     /// Whether `peer` may connect (and stay connected): [`Self::authorize`] for
     /// [`Permission::Connect`]. A denied peer should be disconnected.
     pub fn admit(&self, peer: &PeerId, policy: &Policy) -> Decision {

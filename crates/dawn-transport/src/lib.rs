@@ -218,7 +218,7 @@ impl Transport {
             activity.clone(),
         ));
         let shutdown = CancellationToken::new();
-        let (calls_tx, calls_rx) = mpsc::channel(INBOUND_QUEUE);
+        let (calls_tx, inbound_calls) = rpc::CallSink::new(INBOUND_QUEUE);
         tokio::spawn(rpc::serve_incoming(
             incoming,
             calls_tx,
@@ -253,7 +253,7 @@ impl Transport {
                 registries,
             }),
         };
-        Ok((transport, InboundCalls::new(calls_rx)))
+        Ok((transport, inbound_calls))
     }
 
     /// This node's peer id.

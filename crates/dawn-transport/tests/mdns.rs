@@ -23,14 +23,19 @@ async fn discovered(
     // libp2p's mDNS probes at 0.5, 1, 2, 4, 8, 16, 32 s after start, then
     // every 5 minutes: on a loaded machine the answer to an early probe can
     // come before the other node listens, so allow for the 32 s probe.
-    next_matching_within(events, "mDNS discovery", Duration::from_secs(90), |e| match e {
-        TransportEvent::PeerDiscovered {
-            peer,
-            addrs,
-            source: DiscoverySource::Mdns,
-        } if peer == who => Some(addrs),
-        _ => None,
-    })
+    next_matching_within(
+        events,
+        "mDNS discovery",
+        Duration::from_secs(90),
+        |e| match e {
+            TransportEvent::PeerDiscovered {
+                peer,
+                addrs,
+                source: DiscoverySource::Mdns,
+            } if peer == who => Some(addrs),
+            _ => None,
+        },
+    )
     .await
 }
 

@@ -60,7 +60,8 @@ pub(super) async fn admit(
     let peer = call.peer();
     let res = &shared.resilience;
     if let Err(limited) = res.limiter.check(&peer, rate_class(shared, &peer)) {
-        // Reputation: sustained abuse (at most one offence per peer per 10 s).
+        // Reputation: sustained abuse (at most one offence per peer per
+        // `security.reputation.rate_limit_interval_secs`).
         shared.security.rate_limited(&peer);
         tracing::debug!(%peer, retry_after_ms = limited.retry_after.as_millis(), "inbound call refused: rate limit");
         return refuse(call, request, rate_limited_error(&limited)).await;
@@ -78,7 +79,9 @@ pub(super) async fn admit(
     } else {
         let acquire = res.bulkhead.acquire(&peer);
         let late = tokio::time::sleep_until(deadline.instant().into());
+        // Biased: a free slot is taken without arming the deadline timer.
         tokio::select! {
+            biased;
             acquired = acquire => match acquired {
                 Ok(slot) => Some(slot),
                 Err(busy) => {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use dawn_resilience::ErrorKind;
 use dawn_transport::{EventSender, InboundCall, InboundCalls};
 use serde_json::Value;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, oneshot};
 use tracing::Instrument as _;
 
 use super::NodeShared;
@@ -24,25 +24,24 @@ use crate::{
     jsonrpc::{CallError, Request, Response, parse_request},
 };
 
-pub(super) async fn serve(shared: Arc<NodeShared>, mut calls: InboundCalls) {
-    loop {
-        let call = tokio::select! {
-            biased;
-            () = shared.stop.cancelled() => break,
-            call = calls.recv() => call,
-        };
-        let Some(call) = call else { break };
-        if shared.is_shutting_down() {
-            let body = refusal(
-                &call,
-                CallError::new(ErrorKind::ShuttingDown, "the node is shutting down"),
-            );
-            tokio::spawn(call.respond(body));
-            continue;
-        }
-        let shared2 = shared.clone();
-        shared.calls.spawn(handle(shared2, call));
+/// Serves peers' calls from now on: each call is accepted (or refused)
+/// directly on the transport task that read it, and handled on its own task.
+pub(super) fn serve(shared: Arc<NodeShared>, calls: InboundCalls) {
+    calls.serve_with(move |call| accept(&shared, call));
+}
+
+/// Runs on the stream reader's task for every inbound call: must not block.
+fn accept(shared: &Arc<NodeShared>, call: InboundCall) {
+    if shared.is_shutting_down() || shared.stop.is_cancelled() {
+        let body = refusal(
+            &call,
+            CallError::new(ErrorKind::ShuttingDown, "the node is shutting down"),
+        );
+        tokio::spawn(call.respond(body));
+        return;
     }
+    // Tracked: graceful shutdown waits for calls in flight.
+    shared.calls.spawn(handle(shared.clone(), call));
 }
 
 /// An error response for a call we will not run, keeping the caller's id.
@@ -75,7 +74,7 @@ async fn handle(shared: Arc<NodeShared>, call: InboundCall) {
         peer_id = %peer,
         agent = %call.agent(),
         method = %request.method,
-        request_id = %request.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        request_id = %super::outbound::OrEmpty(request.id.as_ref()),
     );
     async move {
         // Security: trust and policy decide before anything runs.
@@ -131,10 +130,7 @@ async fn handle(shared: Arc<NodeShared>, call: InboundCall) {
         };
         let mut ctx = CallContext::new(Caller::Peer(peer), admission.deadline);
         ctx.cancel = call.cancellation();
-        ctx.upstream = Some(Arc::new(PeerUpstream::new(
-            call.events(),
-            call.take_replies(),
-        )));
+        ctx.upstream = Some(Arc::new(PeerUpstream::new(call.events())));
         let response = dispatch(&entry, request, ctx).await;
         let status = match &response {
             Some(Response { error: Some(e), .. }) => error_label(e),
@@ -189,7 +185,7 @@ async fn node_method(
                     CallError::new(ErrorKind::InvalidParams, "params.uri must be a string"),
                 )));
             };
-            let upstream = Arc::new(PeerUpstream::new(call.events(), call.take_replies()));
+            let upstream = Arc::new(PeerUpstream::new(call.events()));
             let result = super::resources::watch_local(
                 shared,
                 call.agent(),
@@ -242,27 +238,32 @@ struct PeerUpstream {
     events: EventSender,
     next_id: AtomicU64,
     waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>,
-    /// Replies from the caller; pumped into `waiting` from the first request on.
-    replies: std::sync::Mutex<Option<mpsc::Receiver<Bytes>>>,
+    /// Whether the caller's replies are pumped into `waiting` (from the
+    /// first request on; most calls never send one).
+    pumping: std::sync::Mutex<bool>,
 }
 
 impl PeerUpstream {
-    fn new(events: EventSender, replies: Option<mpsc::Receiver<Bytes>>) -> Self {
+    fn new(events: EventSender) -> Self {
         PeerUpstream {
             events,
             next_id: AtomicU64::new(1),
             waiting: Arc::default(),
-            replies: std::sync::Mutex::new(replies),
+            pumping: std::sync::Mutex::new(false),
         }
     }
 
+    /// Opens the caller's replies and pumps them, once. Holds the lock until
+    /// the receiver is open, so that no request goes out before it.
     fn start_reply_pump(&self) {
-        let replies = self
-            .replies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let Some(mut replies) = replies else { return };
+        let mut pumping = self.pumping.lock().unwrap_or_else(|e| e.into_inner());
+        if *pumping {
+            return;
+        }
+        *pumping = true;
+        let Some(mut replies) = self.events.open_replies() else {
+            return;
+        };
         let waiting = self.waiting.clone();
         tokio::spawn(async move {
             while let Some(reply) = replies.recv().await {

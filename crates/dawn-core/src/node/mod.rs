@@ -334,9 +334,7 @@ impl NodeBuilder {
         shared
             .background
             .spawn(crate::security::admission::watch(node.shared.clone()));
-        shared
-            .background
-            .spawn(inbound::serve(node.shared.clone(), inbound_calls));
+        inbound::serve(node.shared.clone(), inbound_calls);
         shared
             .background
             .spawn(peering::watch_transport(node.shared.clone()));

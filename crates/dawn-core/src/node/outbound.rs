@@ -64,6 +64,21 @@ impl CallOptions {
     }
 }
 
+/// A span field formatted only when it is recorded: `tracing` evaluates
+/// the fields of a disabled span when no subscriber is installed (its `log`
+/// feature is on through a dependency), so eager `to_string()` calls would
+/// base58-encode peer ids on every call of an embedding program.
+pub(super) struct OrEmpty<'a, T>(pub(super) Option<&'a T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(value) => value.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
 pub(super) async fn send(
     shared: &Arc<NodeShared>,
     address: &AgentAddress,
@@ -89,10 +104,10 @@ pub(super) async fn send(
     let span = tracing::debug_span!(
         "call",
         node_id = %shared.peer_id(),
-        peer_id = %address.peer.map(|p| p.to_string()).unwrap_or_default(),
+        peer_id = %OrEmpty(address.peer.as_ref()),
         agent = %address.agent,
         method = %request.method,
-        request_id = %id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        request_id = %OrEmpty(id.as_ref()),
     );
     let work = async {
         if local {

@@ -143,15 +143,57 @@ pub(crate) fn tool_status(result: &Result<Value, CallError>) -> &'static str {
 }
 
 /// Counts one tool call served by a local agent.
+///
+/// Once a recorder is installed, the counter handles are kept (per agent,
+/// tool and status) so that a call does not register the series again:
+/// building its key and looking it up costs more than the increment.
 pub(crate) fn record_tool_call(agent: &str, tool: &str, status: &'static str) {
-    metrics::counter!(
-        "dawn_agent_tool_calls_total",
-        "agent" => agent.to_owned(),
-        "tool" => tool.to_owned(),
-        "status" => status
-    )
-    .increment(1);
+    let register = || {
+        metrics::counter!(
+            "dawn_agent_tool_calls_total",
+            "agent" => agent.to_owned(),
+            "tool" => tool.to_owned(),
+            "status" => status
+        )
+    };
+    if !dawn_observe::metrics::is_installed() {
+        register().increment(1);
+        return;
+    }
+    let cache = TOOL_CALL_HANDLES.get_or_init(Default::default);
+    let cached = cache
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(agent)
+        .and_then(|tools| tools.get(tool))
+        .and_then(|statuses| statuses.iter().find(|(s, _)| *s == status))
+        .map(|(_, counter)| counter.clone());
+    let counter = match cached {
+        Some(counter) => counter,
+        None => {
+            let counter = register();
+            cache
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(agent.to_owned())
+                .or_default()
+                .entry(tool.to_owned())
+                .or_default()
+                .push((status, counter.clone()));
+            counter
+        }
+    };
+    counter.increment(1);
 }
+
+/// Counter handles of `dawn_agent_tool_calls_total` by agent, tool, status.
+/// Bounded: tool labels are the agent's own tool names or `other`.
+type ToolCallHandles = std::collections::HashMap<
+    String,
+    std::collections::HashMap<String, Vec<(&'static str, metrics::Counter)>>,
+>;
+static TOOL_CALL_HANDLES: std::sync::OnceLock<std::sync::RwLock<ToolCallHandles>> =
+    std::sync::OnceLock::new();
 
 #[cfg(test)]
 mod tests {

@@ -75,7 +75,7 @@ pub(crate) fn method_permission(method: &str, params: Option<&Value>) -> MethodC
 
 /// The name a request is about (tool, prompt, resource URI), for the
 /// requirement and the audit record.
-fn target_name(method: &str, params: Option<&Value>) -> Option<String> {
+fn target_name<'a>(method: &str, params: Option<&'a Value>) -> Option<&'a str> {
     let params = params?;
     let key = match method {
         "tools/call" | "prompts/get" => "name",
@@ -83,7 +83,7 @@ fn target_name(method: &str, params: Option<&Value>) -> Option<String> {
         WATCH_METHOD => "uri",
         _ => return None,
     };
-    params.get(key).and_then(Value::as_str).map(str::to_owned)
+    params.get(key).and_then(Value::as_str)
 }
 
 impl NodeSecurity {
@@ -105,7 +105,7 @@ impl NodeSecurity {
         let permission = match method_permission(&request.method, params) {
             MethodClass::Permission(permission) => permission,
             MethodClass::ToolCall => {
-                let read_only = target.as_deref().is_some_and(|tool| {
+                let read_only = target.is_some_and(|tool| {
                     agents
                         .get(agent)
                         .and_then(|entry| entry.tool_read_only(tool))
@@ -114,7 +114,7 @@ impl NodeSecurity {
                 Permission::CallTool { read_only }
             }
         };
-        let mut requirement = match target.as_deref() {
+        let mut requirement = match target {
             Some(name) => Requirement::tool(agent, name),
             None => Requirement::agent(agent),
         };
@@ -123,14 +123,25 @@ impl NodeSecurity {
         {
             requirement = requirement.with_declared_min_level(TrustLevel::Trusted);
         }
+        // Fast path for the common case, an allowed call that is not
+        // audited: the same rules on the current trust, without building
+        // the decision's texts.
+        if !self.audits_allowed(permission)
+            && self
+                .trust
+                .permits(peer, &self.policy, permission, &requirement)
+        {
+            return Ok(());
+        }
         let decision = self
             .trust
             .authorize(peer, &self.policy, permission, &requirement);
-        let request_id = request.id.as_ref().map(|id| match id {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+        // Built only when audited: most allowed calls are not.
         let record = |event: AuditEvent, decision_kind: AuditDecision, reason: String| {
+            let request_id = request.id.as_ref().map(|id| match id {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
             let mut record = AuditRecord::new(event)
                 .peer(peer)
                 .agent(agent)
@@ -138,8 +149,8 @@ impl NodeSecurity {
                 .reason(reason)
                 .detail("method", request.method.as_str())
                 .detail("permission", permission.name());
-            if let Some(target) = &target {
-                record = record.tool(target.as_str());
+            if let Some(target) = target {
+                record = record.tool(target);
             }
             if let Some(id) = &request_id {
                 record = record.request_id(id.as_str());
@@ -237,12 +248,9 @@ mod tests {
     #[test]
     fn targets_are_taken_from_params() {
         let params = serde_json::json!({"name": "delete", "uri": "file:///x"});
+        assert_eq!(target_name("tools/call", Some(&params)), Some("delete"));
         assert_eq!(
-            target_name("tools/call", Some(&params)).as_deref(),
-            Some("delete")
-        );
-        assert_eq!(
-            target_name("resources/read", Some(&params)).as_deref(),
+            target_name("resources/read", Some(&params)),
             Some("file:///x")
         );
         assert_eq!(target_name("tools/list", Some(&params)), None);

@@ -283,18 +283,43 @@ impl Encoder<Frame> for FrameCodec {
     }
 }
 
-/// Decodes one complete buffer into frames (used by property tests and fuzzing).
+/// One frame as [`decode_all`] reports it (for property tests and fuzzing).
 #[doc(hidden)]
-pub fn decode_all(max_body: usize, data: &[u8]) -> Result<usize, String> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedFrame {
+    /// The frame kind: `request`, `response`, `failure`, `cancel`, `event`,
+    /// `event_reply`, or `oversized` for a frame over the limit (skipped).
+    pub kind: &'static str,
+    /// The agent a request is addressed to.
+    pub agent: Option<String>,
+    /// The JSON-RPC body of a request, response, event or event reply.
+    pub body: Option<Bytes>,
+}
+
+/// Decodes one complete buffer into frames with the codec every RPC stream
+/// uses (for property tests and fuzzing). A trailing partial frame is left
+/// undecoded, as a stream would wait for the rest of it.
+#[doc(hidden)]
+pub fn decode_all(max_body: usize, data: &[u8]) -> Result<Vec<DecodedFrame>, String> {
     let mut codec = FrameCodec::new(max_body);
     let mut buf = BytesMut::from(data);
-    let mut n = 0;
+    let mut frames = Vec::new();
     loop {
-        match codec.decode(&mut buf) {
-            Ok(Some(_)) => n += 1,
-            Ok(None) => return Ok(n),
+        let frame = match codec.decode(&mut buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(frames),
             Err(e) => return Err(e.to_string()),
-        }
+        };
+        let (kind, agent, body) = match frame {
+            Frame::Request { agent, body, .. } => ("request", Some(agent), Some(body)),
+            Frame::Response { body, .. } => ("response", None, Some(body)),
+            Frame::Failure { .. } => ("failure", None, None),
+            Frame::Cancel { .. } => ("cancel", None, None),
+            Frame::Event { body, .. } => ("event", None, Some(body)),
+            Frame::EventReply { body, .. } => ("event_reply", None, Some(body)),
+            Frame::Oversized { .. } => ("oversized", None, None),
+        };
+        frames.push(DecodedFrame { kind, agent, body });
     }
 }
 

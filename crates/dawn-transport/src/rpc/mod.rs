@@ -16,8 +16,8 @@ mod server;
 
 pub(crate) use client::RpcClient;
 pub use client::{CallUpdate, OutboundCall};
-pub use frame::{MAX_AGENT_ID_LEN, decode_all};
-pub(crate) use server::serve_incoming;
+pub use frame::{DecodedFrame, MAX_AGENT_ID_LEN, decode_all};
+pub(crate) use server::{CallSink, serve_incoming};
 pub use server::{EventSender, InboundCall, InboundCalls};
 
 use libp2p::StreamProtocol;

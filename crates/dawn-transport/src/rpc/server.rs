@@ -2,7 +2,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -24,26 +24,111 @@ use crate::{
 /// Replies to mid-call requests queued per call.
 const REPLY_QUEUE: usize = 16;
 
+/// A function that takes every inbound call, installed with
+/// [`InboundCalls::serve_with`].
+type InboundHandler = Box<dyn Fn(InboundCall) + Send + Sync>;
+
 /// The stream of calls peers make to this node.
-#[derive(Debug)]
+///
+/// Read it with [`InboundCalls::recv`], or hand every call to a function
+/// with [`InboundCalls::serve_with`], which saves a channel hop and a task
+/// wake-up per call.
 pub struct InboundCalls {
     rx: mpsc::Receiver<InboundCall>,
+    handler: Arc<OnceLock<InboundHandler>>,
+}
+
+impl std::fmt::Debug for InboundCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundCalls").finish_non_exhaustive()
+    }
 }
 
 impl InboundCalls {
-    pub(crate) fn new(rx: mpsc::Receiver<InboundCall>) -> Self {
-        InboundCalls { rx }
+    fn new(rx: mpsc::Receiver<InboundCall>, handler: Arc<OnceLock<InboundHandler>>) -> Self {
+        InboundCalls { rx, handler }
     }
 
     /// The next inbound call, or `None` once the transport has shut down.
     pub async fn recv(&mut self) -> Option<InboundCall> {
         self.rx.recv().await
     }
+
+    /// From now on, calls `handler` with every inbound call, directly on the
+    /// task that reads the caller's stream (no queue, no extra task hop).
+    ///
+    /// `handler` must return quickly: it should spawn the work that answers
+    /// the call, never await it, or it stalls every call from that peer.
+    /// Calls already queued, or racing with this installation, are handed to
+    /// `handler` too, from a small task that lives until the transport shuts
+    /// down. Must be called inside a tokio runtime.
+    pub fn serve_with<F>(self, handler: F)
+    where
+        F: Fn(InboundCall) + Send + Sync + 'static,
+    {
+        let InboundCalls {
+            mut rx,
+            handler: slot,
+        } = self;
+        if slot.set(Box::new(handler)).is_err() {
+            // Unreachable: `self` is consumed and is the only setter.
+            tracing::error!("inbound call handler installed twice; keeping the first");
+        }
+        tokio::spawn(async move {
+            while let Some(call) = rx.recv().await {
+                if let Some(handler) = slot.get() {
+                    handler(call);
+                }
+            }
+        });
+    }
+}
+
+/// Where stream readers deliver inbound calls: the handler once installed,
+/// the queue read by [`InboundCalls::recv`] until then.
+#[derive(Clone)]
+pub(crate) struct CallSink {
+    queue: mpsc::Sender<InboundCall>,
+    handler: Arc<OnceLock<InboundHandler>>,
+}
+
+impl CallSink {
+    /// A sink and the [`InboundCalls`] that reads it.
+    pub(crate) fn new(queue_len: usize) -> (CallSink, InboundCalls) {
+        let (queue, rx) = mpsc::channel(queue_len);
+        let handler = Arc::new(OnceLock::new());
+        (
+            CallSink {
+                queue,
+                handler: handler.clone(),
+            },
+            InboundCalls::new(rx, handler),
+        )
+    }
+
+    async fn deliver(&self, call: InboundCall) {
+        if let Some(handler) = self.handler.get() {
+            handler(call);
+            return;
+        }
+        if let Err(mpsc::error::SendError(call)) = self.queue.send(call).await {
+            let id = call.responder.id;
+            call.responder
+                .finish(Frame::Failure {
+                    id,
+                    code: FailureCode::ShuttingDown,
+                    message: "node is shutting down".into(),
+                })
+                .await;
+        }
+    }
 }
 
 struct Inflight {
     cancel: CancellationToken,
-    replies: mpsc::Sender<Bytes>,
+    /// Opened on demand ([`EventSender::open_replies`]): most calls never
+    /// send the caller a request, so most never need it.
+    replies: Option<mpsc::Sender<Bytes>>,
 }
 
 type InflightMap = Arc<Mutex<HashMap<u64, Inflight>>>;
@@ -55,7 +140,7 @@ fn lock(map: &InflightMap) -> std::sync::MutexGuard<'_, HashMap<u64, Inflight>> 
 /// Accepts inbound Dawn RPC streams until the transport shuts down.
 pub(crate) async fn serve_incoming(
     mut incoming: libp2p_stream::IncomingStreams,
-    calls: mpsc::Sender<InboundCall>,
+    calls: CallSink,
     max_body: usize,
     shutdown: CancellationToken,
     activity: Arc<PeerActivity>,
@@ -81,7 +166,7 @@ pub(crate) async fn serve_incoming(
 async fn serve_stream(
     peer: PeerId,
     stream: Stream,
-    calls: mpsc::Sender<InboundCall>,
+    calls: CallSink,
     max_body: usize,
     stop: CancellationToken,
     activity: ActivityHandle,
@@ -111,14 +196,16 @@ async fn serve_stream(
                 body,
             } => {
                 let received = Instant::now();
-                let cancel = stop.child_token();
-                let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
+                // Not a child of `stop`: registering with (and leaving) the
+                // stream's token on every call contends on its lock. The
+                // reader cancels every call in flight itself when it stops.
+                let cancel = CancellationToken::new();
                 let duplicate = match lock(&inflight).entry(id) {
                     std::collections::hash_map::Entry::Occupied(_) => true,
                     std::collections::hash_map::Entry::Vacant(slot) => {
                         slot.insert(Inflight {
                             cancel: cancel.clone(),
-                            replies: replies_tx,
+                            replies: None,
                         });
                         false
                     }
@@ -140,7 +227,6 @@ async fn serve_stream(
                     budget: Duration::from_millis(u64::from(deadline_ms)),
                     received,
                     cancel,
-                    replies: Some(replies_rx),
                     responder: Responder {
                         id,
                         tx: tx.clone(),
@@ -149,15 +235,7 @@ async fn serve_stream(
                         done: false,
                     },
                 };
-                if let Err(mpsc::error::SendError(call)) = calls.send(call).await {
-                    call.responder
-                        .finish(Frame::Failure {
-                            id,
-                            code: FailureCode::ShuttingDown,
-                            message: "node is shutting down".into(),
-                        })
-                        .await;
-                }
+                calls.deliver(call).await;
             }
             Frame::Cancel { id } => {
                 if let Some(entry) = lock(&inflight).get(&id) {
@@ -165,7 +243,7 @@ async fn serve_stream(
                 }
             }
             Frame::EventReply { id, body } => {
-                let replies = lock(&inflight).get(&id).map(|e| e.replies.clone());
+                let replies = lock(&inflight).get(&id).and_then(|e| e.replies.clone());
                 if let Some(replies) = replies {
                     let _ = replies.try_send(body);
                 }
@@ -271,7 +349,6 @@ pub struct InboundCall {
     budget: Duration,
     received: Instant,
     cancel: CancellationToken,
-    replies: Option<mpsc::Receiver<Bytes>>,
     responder: Responder,
 }
 
@@ -319,12 +396,14 @@ impl InboundCall {
             id: self.responder.id,
             tx: self.responder.tx.clone(),
             max_body: self.responder.max_body,
+            inflight: self.responder.inflight.clone(),
         }
     }
 
-    /// Takes the receiver of the caller's replies to mid-call requests.
+    /// Takes the receiver of the caller's replies to mid-call requests (see
+    /// [`EventSender::open_replies`]; `None` the second time).
     pub fn take_replies(&mut self) -> Option<mpsc::Receiver<Bytes>> {
-        self.replies.take()
+        self.events().open_replies()
     }
 
     /// Sends the response. A body over the maximum message size is replaced
@@ -353,6 +432,7 @@ pub struct EventSender {
     id: u64,
     tx: mpsc::Sender<Frame>,
     max_body: usize,
+    inflight: InflightMap,
 }
 
 impl std::fmt::Debug for EventSender {
@@ -362,6 +442,21 @@ impl std::fmt::Debug for EventSender {
 }
 
 impl EventSender {
+    /// Opens the receiver of the caller's replies to this call's mid-call
+    /// requests. Open it before sending the first request, or replies that
+    /// arrive earlier are dropped. `None` if it was already opened (by any
+    /// clone, or by [`InboundCall::take_replies`]) or the call has ended.
+    pub fn open_replies(&self) -> Option<mpsc::Receiver<Bytes>> {
+        let mut inflight = lock(&self.inflight);
+        let entry = inflight.get_mut(&self.id)?;
+        if entry.replies.is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+        entry.replies = Some(tx);
+        Some(rx)
+    }
+
     /// Sends one event. Returns `false` if it was too large or the stream is gone.
     pub async fn send(&self, body: Bytes) -> bool {
         if body.len() > self.max_body {
