@@ -17,6 +17,7 @@ mod deploy;
 mod dist;
 mod dockerfile;
 mod docs;
+mod fuzz;
 mod json;
 mod promtool;
 mod tools;
@@ -45,7 +46,8 @@ use clap::{Parser, Subcommand};
                   cargo xtask conformance                   MCP conformance suite, direct and via a peer\n  \
                   cargo xtask deploy                        lint and check deploy/ and the workflows\n  \
                   cargo xtask deny                          cargo deny check (installs cargo-deny)\n  \
-                  cargo xtask bench                         benchmarks and their goals"
+                  cargo xtask bench                         benchmarks and their goals\n  \
+                  cargo xtask fuzz --smoke                  each fuzz target for 30 s (needs nightly)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -96,6 +98,13 @@ enum Command {
     /// Run the benchmarks (`cargo bench`) and print the goals each reports
     /// (PASS/MISS); see docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets (RPC message and registry record
+    /// decoders) for a bounded time each.
+    ///
+    /// Needs the nightly toolchain (installs cargo-fuzz when absent);
+    /// without it, runs the property tests over the same decoders instead
+    /// and says so. `--smoke` is the short run CI does (30 s per target).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +118,7 @@ fn main() -> ExitCode {
         Command::Deny(args) => deny::run(&args, &root),
         Command::Dist(args) => dist::run(&args, &root),
         Command::Bench(args) => bench::run(&args, &root),
+        Command::Fuzz(args) => fuzz::run(&args, &root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

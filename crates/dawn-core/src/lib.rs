@@ -49,6 +49,8 @@ mod conformance_agent;
 mod data_dir;
 mod descriptor;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generated_docs;
 pub mod http_api;
 pub mod jsonrpc;

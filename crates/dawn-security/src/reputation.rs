@@ -22,7 +22,8 @@
 //! With the defaults (half-life 1 h, disconnect below -50, ban below -80 for
 //! 1 h): three protocol violations in quick succession get a peer
 //! disconnected; two forged records, five protocol violations or seventeen
-//! rate-limit offences get it banned; a peer banned just below -80 is back
+//! rate-limit offences (one per `rate_limit_interval_secs` of sustained
+//! abuse: about three minutes of it) get it banned; a peer banned just below -80 is back
 //! above the disconnect threshold about when its ban ends.
 //!
 //! Time is passed in (`now_ms`, unix milliseconds), so behaviour is
@@ -151,6 +152,10 @@ pub struct ReputationConfig {
     pub ban_duration_secs: u64,
     /// Penalty points per offence.
     pub penalties: OffencePenalties,
+    /// At most one `rate_limit_exceeded` offence per peer per this many
+    /// seconds (0: one per refused call), so a burst costs one penalty while
+    /// sustained abuse keeps costing. Default 10.
+    pub rate_limit_interval_secs: u64,
 }
 
 impl Default for ReputationConfig {
@@ -161,6 +166,7 @@ impl Default for ReputationConfig {
             ban_below: -80.0,
             ban_duration_secs: 3600,
             penalties: OffencePenalties::default(),
+            rate_limit_interval_secs: 10,
         }
     }
 }
@@ -189,6 +195,12 @@ impl ReputationConfig {
                     "{} must be in -100..0 and not above disconnect_below ({})",
                     self.ban_below, self.disconnect_below
                 ),
+            ));
+        }
+        if self.rate_limit_interval_secs > 86_400 {
+            return Err(invalid(
+                "rate_limit_interval_secs",
+                format!("{} is not in 0..=86400", self.rate_limit_interval_secs),
             ));
         }
         for (name, penalty) in self.penalties.entries() {
@@ -562,6 +574,15 @@ mod tests {
         };
         let error = bad.validate().unwrap_err().to_string();
         assert!(error.contains("penalties.forged_record"), "{error}");
+        let bad = ReputationConfig {
+            rate_limit_interval_secs: 86_401,
+            ..ReputationConfig::default()
+        };
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(
+            error.starts_with("security.reputation.rate_limit_interval_secs: "),
+            "{error}"
+        );
     }
 
     #[test]

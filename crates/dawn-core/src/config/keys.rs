@@ -551,7 +551,12 @@ const OWN_KEYS: &[KeyDoc] = &[
     key(
         "security.reputation.penalties.rate_limit_exceeded",
         "number",
-        "Points subtracted each time a peer exceeds a rate limit.",
+        "Points subtracted when a peer exceeds a rate limit, at most once per `rate_limit_interval_secs`.",
+    ),
+    key(
+        "security.reputation.rate_limit_interval_secs",
+        "integer",
+        "A peer whose calls are refused by the rate limit loses `penalties.rate_limit_exceeded` at most once per this many seconds (0 to 86400; 0: for every refused call). A burst costs one penalty; with the defaults, about 100 s of sustained abuse gets a peer disconnected and about 3 min banned.",
     ),
     key(
         "security.audit.max_file_size",

@@ -414,34 +414,32 @@ impl NodeSecurity {
 
     /// Called for every request refused by a rate limit. Sustained abuse
     /// costs reputation: at most one `rate_limit_exceeded` offence per peer
-    /// per [`RATE_LIMIT_OFFENCE_INTERVAL`], so a burst that an honest peer
-    /// may cause costs little, while a peer that keeps hammering the node is
-    /// disconnected after a minute or two and then banned (default
-    /// penalties).
+    /// per `security.reputation.rate_limit_interval_secs` (default 10 s), so
+    /// a burst that an honest peer may cause costs little, while a peer that
+    /// keeps hammering the node is disconnected after a minute or two and
+    /// then banned (default penalties).
     pub(crate) fn rate_limited(&self, peer: &PeerId) {
         let now = Instant::now();
-        {
+        let interval = Duration::from_secs(self.reputation.config().rate_limit_interval_secs);
+        if !interval.is_zero() {
             let mut last = self
                 .rate_limit_penalized
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             if last
                 .get(peer)
-                .is_some_and(|t| now.duration_since(*t) < RATE_LIMIT_OFFENCE_INTERVAL)
+                .is_some_and(|t| now.duration_since(*t) < interval)
             {
                 return;
             }
             if last.len() > 10_000 {
-                last.retain(|_, t| now.duration_since(*t) < RATE_LIMIT_OFFENCE_INTERVAL);
+                last.retain(|_, t| now.duration_since(*t) < interval);
             }
             last.insert(*peer, now);
         }
         self.offence(peer, Offence::RateLimitExceeded);
     }
 }
-
-/// How often a peer that keeps exceeding rate limits is penalized.
-pub const RATE_LIMIT_OFFENCE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs blocking `f` without stalling other tasks of a multi-threaded tokio
 /// runtime (`block_in_place`); elsewhere it just runs `f`.
@@ -499,6 +497,15 @@ impl crate::Node {
             .security
             .remove_trust(peer, "the embedding program")
             .await
+    }
+
+    /// `peer`'s reputation now: its misbehaviour score (decay applied),
+    /// offences, and ban if any.
+    pub fn reputation(&self, peer: &PeerId) -> dawn_security::PeerStanding {
+        self.shared
+            .security
+            .reputation()
+            .standing(peer, crate::node::now_ms())
     }
 
     /// The audit log directory (`<data_root>/audit`).
