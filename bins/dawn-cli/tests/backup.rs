@@ -245,7 +245,13 @@ fn restore_is_refused_while_the_node_runs_and_rolled_back_on_a_bad_archive() {
     let summary = cli_json(&["--data-root", root_arg(&root), "backup", "create"]);
     let archive = PathBuf::from(summary["path"].as_str().unwrap());
 
-    // Refused while running: one clear line, nothing changed.
+    // Refused while running: one clear line, nothing changed. The node
+    // audits the backup in the background: let that write land first.
+    wait_for("the backup_created audit record", STARTUP_TIMEOUT, || {
+        std::fs::read_to_string(root.join("audit").join("audit.jsonl"))
+            .is_ok_and(|t| t.contains("\"event\":\"backup_created\""))
+            .then_some(())
+    });
     let before = tree(&root);
     let out = cli(&[
         "--data-root",

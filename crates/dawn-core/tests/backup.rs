@@ -124,6 +124,21 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// Waits until the audit log under `root` has an `event` record.
+async fn wait_for_audit(root: &Path, event: &str) {
+    let log = root.join("audit").join("audit.jsonl");
+    let needle = format!("\"event\":\"{event}\"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains(&needle)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {event} record in {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Names in `dir` that a restore might have left behind.
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -444,6 +459,8 @@ async fn offline_backup_and_restore_are_refused_while_a_node_runs() {
         "{error}"
     );
 
+    // The node audits the backup in the background: let that write land first.
+    wait_for_audit(&root, "backup_created").await;
     let before = tree(&root);
     let error = restore_archive(
         &summary.path,

@@ -233,12 +233,25 @@ async fn a_stdio_server_is_an_agent_locally_and_over_the_mesh() {
         .await
         .unwrap();
     assert_eq!(r.structured_content, Some(json!({"sum": 42})));
-    let remote = b.remote_agents();
-    let remote_fixture = remote[&a.peer_id()]
-        .iter()
-        .find(|s| s.id == "fixture")
-        .unwrap();
-    assert_eq!(remote_fixture.tools.len(), 6);
+    // The registry is eventually consistent: a's record lists the mounted
+    // server's tools once it has loaded them and announced again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tools = b.remote_agents().get(&a.peer_id()).and_then(|agents| {
+            agents
+                .iter()
+                .find(|s| s.id == "fixture")
+                .map(|s| s.tools.len())
+        });
+        if tools == Some(6) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b never saw the fixture's 6 tools on a: {tools:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A log message of the only call in flight goes to that call's caller.
     let (upstream, mut notes, _) = recorder();
