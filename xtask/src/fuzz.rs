@@ -9,7 +9,7 @@
 //! decoders instead (`dawn_core::fuzzing`, shared by both), and succeeds.
 //!
 //! libFuzzer starts from the committed seeds in `fuzz/corpus/<target>/` and
-//! writes what it finds to `fuzz/work/<target>/` (not committed), so runs
+//! writes what it finds to `fuzz/found/<target>/` (not committed), so runs
 //! on one machine build on each other. A crash fails the command; the input
 //! is saved under `fuzz/artifacts/<target>/` and cargo-fuzz prints how to
 //! replay it.
@@ -131,7 +131,7 @@ fn show(value: Option<u64>) -> String {
 /// Runs one target for `secs` seconds, echoing its output.
 fn run_target(root: &Path, args: &FuzzArgs, target: &str, secs: u64) -> Result<RunStats> {
     let sanitizer = &args.sanitizer;
-    let work = root.join("fuzz/work").join(target);
+    let work = root.join("fuzz/found").join(target);
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let seeds = root.join("fuzz/corpus").join(target);
     let mut cmd = nightly(&args.toolchain, "cargo");

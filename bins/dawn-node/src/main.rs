@@ -3,6 +3,8 @@
 //! All logic lives in `dawn-core`; this binary parses flags, loads the
 //! configuration, sets up logging, starts the node and handles signals.
 
+// Shared with dawn-cli: one implementation for both binaries.
+#[path = "../../dawn-cli/src/generate.rs"]
 mod generate;
 
 use std::{path::PathBuf, process::ExitCode};
