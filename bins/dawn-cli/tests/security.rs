@@ -193,6 +193,27 @@ impl Node {
         audit_tail(&self.data_root, filter)
     }
 
+    /// Sends SIGHUP: the node reloads its configuration.
+    fn hangup(&self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// The config file given with `--config` (see [`spawn`]).
+    fn config_file(&self) -> PathBuf {
+        self.log.with_extension("toml")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         assert!(
@@ -389,6 +410,138 @@ fn trust_set_lets_an_unknown_peer_change_state_and_the_audit_log_has_every_decis
     let out = a.cli(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     fails_with(&out, &format!("audit.jsonl:{line}:"));
+}
+
+#[test]
+fn trust_lists_in_the_config_file_apply_on_sighup_and_a_bad_reload_changes_nothing() {
+    let fixture = fixture_server().display().to_string();
+    let mount = format!("[[mcp.servers]]\nid = \"fixture\"\ncommand = {fixture:?}\n");
+    let mut a = Node::start(Start {
+        config: Some(mount.clone()),
+        ..Start::default()
+    });
+    let a_id = a.peer_id();
+    let b = Node::start(Start {
+        peers: vec![a.dial_addr()],
+        ..Start::default()
+    });
+    let b_id = b.peer_id();
+    let target = format!("{a_id}/fixture");
+    wait_for("B to learn A's fixture agent", WAIT, || {
+        let out = b.cli(&["tools", &target, "--json"]);
+        (out.status.success() && stdout(&out).contains("\"add\"")).then_some(())
+    });
+    let call = ["call", target.as_str(), "add", "--args", r#"{"a":2,"b":3}"#];
+    fails_with(&b.cli(&call), "not permitted");
+    let reloads = |a: &Node, result: &str| -> usize {
+        let needle = format!("dawn_config_reloads_total{{result=\"{result}\"}} ");
+        a.http_get("/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as usize)
+    };
+
+    // The operator adds B to security.trusted_peers (and changes a key that
+    // needs a restart) and sends SIGHUP: B may change state at once.
+    std::fs::write(
+        a.config_file(),
+        format!(
+            "{mount}\n[security]\ntrusted_peers = [\"{b_id}\"]\n\n[logging]\nlevel = \"debug\"\n"
+        ),
+    )
+    .unwrap();
+    a.hangup();
+    let show = wait_for("A to trust B from its config", WAIT, || {
+        let show = a.cli_json(&["trust", "show", &b_id]);
+        (show["level"] == "trusted").then_some(show)
+    });
+    assert_eq!(show["origin"], "config (security.trusted_peers)");
+    assert_eq!(show["pinned"], true);
+    let out = b.cli(&call);
+    assert_success(&out, &call);
+    assert!(stdout(&out).contains('5'), "{}", stdout(&out));
+    // Pinned: the operator is told which key to edit.
+    let out = a.cli(&["trust", "set", &b_id, "unknown"]);
+    let err = fails_with(&out, "security.trusted_peers");
+    assert!(err.contains("reload"), "{err}");
+    let reloaded = wait_for("the config_reloaded audit record", WAIT, || {
+        let records = a.audit(&["--event", "config_reloaded"]);
+        (!records.is_empty()).then_some(records)
+    });
+    let details = &reloaded[0]["details"];
+    assert_eq!(details["applied"], "security.trusted_peers", "{details}");
+    assert_eq!(details["restart_required"], "logging.level", "{details}");
+    let changed = a.audit(&["--event", "trust_changed", "--peer", &b_id]);
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(
+        changed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("configuration reload"),
+        "{changed:?}"
+    );
+    wait_for("the restart warning in A's log", WAIT, || {
+        let log = a.log_text();
+        (log.contains("take effect only after a restart") && log.contains("logging.level"))
+            .then_some(())
+    });
+    assert_eq!(reloads(&a, "applied"), 1);
+
+    // Bad reloads: a file that does not parse, then a peer both trusted and
+    // blocked. Each is refused with a clear log line; B stays trusted and
+    // the node keeps serving.
+    let good = std::fs::read_to_string(a.config_file()).unwrap();
+    for (n, bad) in [
+        format!("{good}\n[security\n"),
+        format!(
+            "{mount}\n[security]\ntrusted_peers = [\"{b_id}\"]\nblocked_peers = [\"{b_id}\"]\n"
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(a.config_file(), bad).unwrap();
+        a.hangup();
+        wait_for("A to refuse the bad configuration", WAIT, || {
+            (a.log_text().matches("configuration reload refused").count() == n + 1).then_some(())
+        });
+    }
+    let log = a.log_text();
+    assert!(log.contains("security.blocked_peers"), "{log}");
+    assert_eq!(reloads(&a, "refused"), 2);
+    assert_eq!(reloads(&a, "applied"), 1);
+    assert_eq!(a.cli_json(&["trust", "show", &b_id])["level"], "trusted");
+    let out = b.cli(&call);
+    assert_success(&out, &call);
+
+    // B moves to security.blocked_peers: banned and disconnected at once.
+    std::fs::write(
+        a.config_file(),
+        format!("{mount}\n[security]\nblocked_peers = [\"{b_id}\"]\n"),
+    )
+    .unwrap();
+    a.hangup();
+    wait_for("A to drop B", WAIT, || {
+        let show = a.cli_json(&["trust", "show", &b_id]);
+        (show["level"] == "untrusted" && show["banned"] == true && show["connected"] == false)
+            .then_some(())
+    });
+    assert!(!b.cli(&call).status.success());
+    let changed = a.audit(&["--event", "trust_changed", "--peer", &b_id]);
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert_eq!(changed[1]["details"]["to"], "untrusted");
+
+    // Unblocked again by the next reload: the ban lifts and B reconnects.
+    std::fs::write(a.config_file(), &mount).unwrap();
+    a.hangup();
+    wait_for("B to reconnect to A", WAIT, || {
+        a.connected_to(&b_id).then_some(())
+    });
+    assert_eq!(a.cli_json(&["trust", "show", &b_id])["level"], "unknown");
+    fails_with(&b.cli(&call), "not permitted");
+    let out = a.cli(&["audit", "verify"]);
+    assert_success(&out, &["audit", "verify"]);
+    assert!(a.terminate().success());
 }
 
 #[test]

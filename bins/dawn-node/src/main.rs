@@ -1,4 +1,5 @@
-//! `dawn-node`: runs a Dawn node until SIGINT/SIGTERM.
+//! `dawn-node`: runs a Dawn node until SIGINT/SIGTERM; SIGHUP reloads its
+//! configuration.
 //!
 //! All logic lives in `dawn-core`; this binary parses flags, loads the
 //! configuration, sets up logging, starts the node and handles signals.
@@ -17,7 +18,7 @@ use dawn_core::{
 use dawn_observe::logging::{self, LogSettings};
 
 /// Run a Dawn node: a peer in the Dawn mesh hosting MCP agents.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "dawn-node", version, about, long_about = None)]
 struct Args {
     /// Config file (TOML, or YAML if it ends in .yaml/.yml).
@@ -171,10 +172,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(args, config))
 }
 
-async fn run(config: DawnConfig) -> ExitCode {
+async fn run(args: Args, config: DawnConfig) -> ExitCode {
     // A file-size limit (RLIMIT_FSIZE) must not kill the node: with SIGXFSZ
     // handled, a write past the limit fails with EFBIG like any I/O error,
     // the node keeps running and its health report shows the store failing.
@@ -209,11 +210,13 @@ async fn run(config: DawnConfig) -> ExitCode {
         );
     }
     eprintln!("  data:     {}", node.data_dir().root().display());
+    let reloads = tokio::spawn(reload_on_hangup(args, node.clone()));
 
     if let Err(e) = shutdown_signal().await {
         tracing::error!(error = %e, "cannot listen for signals");
         return ExitCode::FAILURE;
     }
+    reloads.abort();
     tracing::info!("signal received; shutting down (send another to exit at once)");
     let graceful = node.shutdown();
     tokio::select! {
@@ -249,6 +252,50 @@ fn with_prompted_passphrase(
         ))?
     };
     Ok(builder.passphrase(passphrase))
+}
+
+/// Reloads the configuration (file, environment and flags, as at start) on
+/// every SIGHUP. A configuration that does not load or is refused changes
+/// nothing: the node keeps running as it was and says why in the log.
+async fn reload_on_hangup(args: Args, node: dawn_core::Node) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; configuration reload is unavailable");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading the configuration");
+        let loaded = match load_config(&args) {
+            Ok(config) => node.reload_config(config).await.map_err(|e| e.to_string()),
+            Err(error) => {
+                metrics::counter!("dawn_config_reloads_total", "result" => "refused").increment(1);
+                Err(error.to_string())
+            }
+        };
+        match loaded {
+            Ok(reload) => {
+                tracing::info!(
+                    applied = %reload.applied.join(", "),
+                    trust_changes = reload.trust.changes.len(),
+                    "configuration reloaded"
+                );
+                if !reload.restart_required.is_empty() {
+                    tracing::warn!(
+                        keys = %reload.restart_required.join(", "),
+                        "changed configuration keys that take effect only after a restart; \
+                         their running values stay"
+                    );
+                }
+            }
+            Err(error) => tracing::error!(
+                %error,
+                "configuration reload refused; the node keeps its running configuration"
+            ),
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

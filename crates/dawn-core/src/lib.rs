@@ -76,8 +76,8 @@ pub use error::NodeError;
 pub use jsonrpc::CallError;
 pub use mounted::{McpServerAgent, MountedServerState, MountedServerStatus};
 pub use node::{
-    AgentSummary, BreakerState, CallOptions, Node, NodeBuilder, NodeEvent, ResilienceStats,
-    ToolSummary,
+    AgentSummary, BreakerState, CallOptions, ConfigReload, Node, NodeBuilder, NodeEvent,
+    ReloadError, ResilienceStats, ToolSummary,
 };
 pub use registry::{RegistryEntry, RegistryRejectReason, RegistryStats, TOPIC as REGISTRY_TOPIC};
 pub use system_agent::SYSTEM_AGENT_ID;

@@ -736,3 +736,86 @@ async fn sustained_rate_limit_abuse_gets_a_peer_banned() {
     flooder.shutdown().await;
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_config_reload_applies_trust_settings_to_connected_peers_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_node(&dir, "a", |_| {}).await;
+    let b = start_node(&dir, "b", |_| {}).await;
+    dial(&a, &b).await;
+    let a_id = a.peer_id().to_string();
+    assert_eq!(b.trust(&a.peer_id()).level, TrustLevel::Unknown);
+    let started = b.config().clone();
+
+    // A raised default level applies to the connected peer without a record;
+    // a non-reloadable key is reported and keeps its running value.
+    let mut next = started.clone();
+    next.security.trust_level_default = TrustLevel::Verified;
+    next.node.shutdown_grace = dawn_core::config::HumanDuration::secs(3);
+    let reload = b.reload_config(next.clone()).await.unwrap();
+    assert_eq!(reload.applied, ["security.trust_level_default"]);
+    assert_eq!(reload.restart_required, ["node.shutdown_grace"]);
+    assert_eq!(
+        reload.trust.default_level,
+        Some((TrustLevel::Unknown, TrustLevel::Verified))
+    );
+    assert_eq!(b.trust(&a.peer_id()).level, TrustLevel::Verified);
+    assert_eq!(b.config().node.shutdown_grace, started.node.shutdown_grace);
+
+    // A peer both trusted and blocked: refused as a whole, nothing changes.
+    let mut bad = next.clone();
+    bad.security.reject_unknown = true;
+    bad.security.trusted_peers = vec![a_id.clone()];
+    bad.security.blocked_peers = vec![a_id.clone()];
+    let error = b.reload_config(bad).await.unwrap_err().to_string();
+    assert!(error.contains("security.blocked_peers"), "{error}");
+    assert!(!b.trust_list().iter().any(|t| t.peer == a.peer_id()));
+    assert_eq!(b.connected_peers().len(), 1);
+
+    // reject_unknown turned on: the connected peer without a record is
+    // checked again and disconnected.
+    next.security.reject_unknown = true;
+    let reload = b.reload_config(next.clone()).await.unwrap();
+    assert_eq!(reload.applied, ["security.reject_unknown"]);
+    eventually("b to drop a", || async {
+        b.connected_peers().is_empty().then_some(())
+    })
+    .await;
+    let log = audit_of(&b).await;
+    let reloads: Vec<_> = log
+        .iter()
+        .filter(|e| e.record.event == AuditEvent::ConfigReloaded)
+        .collect();
+    assert_eq!(reloads.len(), 2, "{reloads:?}");
+    assert_eq!(
+        reloads[1].record.details["applied"],
+        "security.reject_unknown"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.record.event == AuditEvent::TrustChanged
+                && e.record.details["origin"] == "config (security.reject_unknown)")
+    );
+
+    // Listing the peer in security.trusted_peers lets it back in.
+    next.security.trusted_peers = vec![a_id.clone()];
+    b.reload_config(next).await.unwrap();
+    assert_eq!(b.trust(&a.peer_id()).level, TrustLevel::Trusted);
+    a.dial(b.dial_addrs()[0].clone()).await.unwrap();
+    let echoed = eventually("a to call b again", || async {
+        a.call_tool(
+            &addr(Some(b.peer_id()), "system"),
+            "echo",
+            json!({"message": "back"}),
+        )
+        .await
+        .ok()
+    })
+    .await;
+    assert_eq!(text_of(&echoed), "back");
+    let log = audit_of(&b).await;
+    assert!(has(&log, AuditEvent::TrustChanged, &a_id, None));
+
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -387,7 +387,17 @@ pub const METRICS: &[MetricDoc] = &[
         "Audit log records written, by event type.",
         &[label(
             "event",
-            "`connection_accepted`, `connection_refused`, `call_allowed`, `call_denied`, `trust_changed`, `announcement_rejected`, `api_auth_failed`, `token_rotated`, `key_unlocked`, `key_unlock_failed`, `passphrase_changed`, `peer_disconnected`, `peer_banned`, `backup_created`, `backup_restored`, `audit_records_dropped`",
+            "`connection_accepted`, `connection_refused`, `call_allowed`, `call_denied`, `trust_changed`, `announcement_rejected`, `api_auth_failed`, `token_rotated`, `key_unlocked`, `key_unlock_failed`, `passphrase_changed`, `peer_disconnected`, `peer_banned`, `backup_created`, `backup_restored`, `config_reloaded`, `audit_records_dropped`",
+        )],
+    ),
+    dawn(
+        "dawn_config_reloads_total",
+        Counter,
+        None,
+        "Configuration reloads (SIGHUP to dawn-node, or `Node::reload_config`), by result.",
+        &[label(
+            "result",
+            "`applied` (valid; reloadable keys now apply), `refused` (invalid; nothing changed)",
         )],
     ),
     dawn(

@@ -131,5 +131,6 @@ pub use secret_file::{
     SecretFileError, create_secret_file, ensure_private_dir, read_secret_file, write_secret_file,
 };
 pub use trust::{
-    PeerTrust, TrustChange, TrustError, TrustLevel, TrustOrigin, TrustRegistry, TrustSettings,
+    PeerTrust, TrustChange, TrustError, TrustLevel, TrustOrigin, TrustReconfiguration,
+    TrustRegistry, TrustSettings,
 };

@@ -28,12 +28,15 @@
 //! precedence ([`TrustOrigin`]):
 //!
 //! 1. **Configuration pins**: `security.blocked_peers` (level `untrusted`) and
-//!    `security.trusted_peers` (level `trusted`). These are fixed for the life
-//!    of the process: [`TrustRegistry::set`] and [`TrustRegistry::remove`]
-//!    refuse them with [`TrustError::PinnedByConfig`], naming the config key to
-//!    edit. A peer in both lists is a configuration error. Pins are not written
-//!    to the database; a stored record for a pinned peer is kept but has no
-//!    effect while the pin exists.
+//!    `security.trusted_peers` (level `trusted`). Operators cannot override
+//!    them: [`TrustRegistry::set`] and [`TrustRegistry::remove`] refuse them
+//!    with [`TrustError::PinnedByConfig`], naming the config key to edit. The
+//!    configuration is replaced, on the running node, by
+//!    [`TrustRegistry::reconfigure`] (`dawn-node` calls it when it reloads its
+//!    configuration on SIGHUP). A peer in both lists is a configuration error.
+//!    Pins are not written to the database; a stored record for a pinned peer
+//!    is kept but has no effect while the pin exists, and applies again once
+//!    the pin is removed.
 //! 2. **A stored record** (dawn-store `trust` table), set by an operator through
 //!    the CLI or API.
 //! 3. **Bootstrap**: a peer listed in `node.bootstrap` without a stored record
@@ -260,7 +263,7 @@ pub enum TrustError {
     /// The peer's level is fixed by configuration.
     #[error(
         "the trust level of peer {peer} is set to {level} by the configuration key {config_key}; \
-         edit the configuration (and restart) to change it"
+         edit that key and reload the configuration (SIGHUP to dawn-node) to change it"
     )]
     PinnedByConfig {
         /// The peer.
@@ -322,44 +325,18 @@ struct CachedRecord {
     updated_ms: u64,
 }
 
-struct RegistryInner {
-    store: Store,
+/// The part of the trust view that comes from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConfigTrust {
     default_level: TrustLevel,
     reject_unknown: bool,
     /// Config pins: peer to (level, origin).
     pins: HashMap<PeerId, (TrustLevel, TrustOrigin)>,
     bootstrap: HashSet<PeerId>,
-    /// Every stored record. Written under the write lock *after* the database
-    /// commit, so readers never see a level that is not durable.
-    records: RwLock<HashMap<PeerId, CachedRecord>>,
 }
 
-/// The node's view of how much each peer is trusted: configuration pins,
-/// stored records and the default, combined as the [module docs](self)
-/// describe.
-///
-/// Cheap to clone (clones share state) and safe to use from many threads.
-#[derive(Clone)]
-pub struct TrustRegistry {
-    inner: Arc<RegistryInner>,
-}
-
-impl fmt::Debug for TrustRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrustRegistry")
-            .field("default_level", &self.inner.default_level)
-            .field("reject_unknown", &self.inner.reject_unknown)
-            .field("pins", &self.inner.pins.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl TrustRegistry {
-    /// Builds the registry from `settings` and every trust record in `store`.
-    ///
-    /// Fails if a peer is both trusted and blocked in config, or if a stored
-    /// record has an invalid peer id or level. Blocks on a database read.
-    pub fn open(store: Store, settings: TrustSettings) -> Result<Self, TrustError> {
+impl ConfigTrust {
+    fn from_settings(settings: TrustSettings) -> Result<Self, TrustError> {
         let mut pins = HashMap::new();
         for peer in &settings.blocked_peers {
             pins.insert(
@@ -376,7 +353,131 @@ impl TrustRegistry {
                 (TrustLevel::Trusted, TrustOrigin::TrustedPeersConfig),
             );
         }
+        Ok(ConfigTrust {
+            default_level: settings.default_level,
+            reject_unknown: settings.reject_unknown,
+            pins,
+            bootstrap: settings.bootstrap_peers.into_iter().collect(),
+        })
+    }
 
+    fn resolve(&self, peer: &PeerId, record: Option<&CachedRecord>) -> PeerTrust {
+        if let Some((level, origin)) = self.pins.get(peer) {
+            return PeerTrust {
+                peer: *peer,
+                level: *level,
+                origin: *origin,
+                note: None,
+                updated_ms: None,
+            };
+        }
+        if let Some(record) = record {
+            return PeerTrust {
+                peer: *peer,
+                level: record.level,
+                origin: TrustOrigin::Stored(record.source),
+                note: record.note.clone(),
+                updated_ms: Some(record.updated_ms),
+            };
+        }
+        let (level, origin) = if self.bootstrap.contains(peer) {
+            (TrustLevel::Bootstrap, TrustOrigin::BootstrapConfig)
+        } else {
+            (self.default_level, TrustOrigin::Default)
+        };
+        PeerTrust {
+            peer: *peer,
+            level,
+            origin,
+            note: None,
+            updated_ms: None,
+        }
+    }
+
+    fn warn_overridden(&self, records: &HashMap<PeerId, CachedRecord>) {
+        for (peer, (pinned, origin)) in &self.pins {
+            if let Some(record) = records.get(peer) {
+                tracing::warn!(
+                    %peer,
+                    stored_level = %record.level,
+                    pinned_level = %pinned,
+                    config_key = origin.config_key().unwrap_or("config"),
+                    "stored trust record is overridden by the configuration"
+                );
+            }
+        }
+    }
+}
+
+/// Everything a lookup reads, under one lock so a lookup never mixes an old
+/// configuration with a new record or the reverse.
+struct TrustState {
+    config: ConfigTrust,
+    /// Every stored record. Written *after* the database commit, so readers
+    /// never see a level that is not durable.
+    records: HashMap<PeerId, CachedRecord>,
+}
+
+impl TrustState {
+    fn resolve(&self, peer: &PeerId) -> PeerTrust {
+        self.config.resolve(peer, self.records.get(peer))
+    }
+}
+
+struct RegistryInner {
+    store: Store,
+    state: RwLock<TrustState>,
+}
+
+/// What [`TrustRegistry::reconfigure`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustReconfiguration {
+    /// Every peer named in the old or new configuration (pins and bootstrap
+    /// peers) whose effective level or origin changed, in peer id order.
+    pub changes: Vec<TrustChange>,
+    /// `security.trust_level_default` before and after, if it changed. It
+    /// applies to every peer without a record, which are not listed in
+    /// `changes`.
+    pub default_level: Option<(TrustLevel, TrustLevel)>,
+    /// `security.reject_unknown` before and after, if it changed.
+    pub reject_unknown: Option<(bool, bool)>,
+}
+
+impl TrustReconfiguration {
+    /// Whether anything changed.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.default_level.is_none() && self.reject_unknown.is_none()
+    }
+}
+
+/// The node's view of how much each peer is trusted: configuration pins,
+/// stored records and the default, combined as the [module docs](self)
+/// describe.
+///
+/// Cheap to clone (clones share state) and safe to use from many threads.
+#[derive(Clone)]
+pub struct TrustRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+impl fmt::Debug for TrustRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.read();
+        f.debug_struct("TrustRegistry")
+            .field("default_level", &state.config.default_level)
+            .field("reject_unknown", &state.config.reject_unknown)
+            .field("pins", &state.config.pins.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrustRegistry {
+    /// Builds the registry from `settings` and every trust record in `store`.
+    ///
+    /// Fails if a peer is both trusted and blocked in config, or if a stored
+    /// record has an invalid peer id or level. Blocks on a database read.
+    pub fn open(store: Store, settings: TrustSettings) -> Result<Self, TrustError> {
+        let config = ConfigTrust::from_settings(settings)?;
         let mut records = HashMap::new();
         for entry in store.trust_entries()? {
             let invalid = |reason: String| TrustError::InvalidRecord {
@@ -387,15 +488,6 @@ impl TrustRegistry {
             let peer = PeerId::from_str(&entry.peer_id)
                 .map_err(|e| invalid(format!("not a peer id: {e}")))?;
             let level = TrustLevel::from_str(&entry.level).map_err(|e| invalid(e.to_string()))?;
-            if let Some((pinned, origin)) = pins.get(&peer) {
-                tracing::warn!(
-                    %peer,
-                    stored_level = %level,
-                    pinned_level = %pinned,
-                    config_key = origin.config_key().unwrap_or("config"),
-                    "stored trust record is overridden by the configuration"
-                );
-            }
             records.insert(
                 peer,
                 CachedRecord {
@@ -406,27 +498,75 @@ impl TrustRegistry {
                 },
             );
         }
-
+        config.warn_overridden(&records);
         Ok(TrustRegistry {
             inner: Arc::new(RegistryInner {
                 store,
-                default_level: settings.default_level,
-                reject_unknown: settings.reject_unknown,
-                pins,
-                bootstrap: settings.bootstrap_peers.into_iter().collect(),
-                records: RwLock::new(records),
+                state: RwLock::new(TrustState { config, records }),
             }),
         })
     }
 
+    /// Replaces the configuration part of the view (pins, bootstrap peers,
+    /// default level, `reject_unknown`) with `settings`, keeping every stored
+    /// record, and returns what changed. Every lookup after it returns sees
+    /// the new configuration.
+    ///
+    /// On error (a peer both trusted and blocked) nothing changes. Does not
+    /// touch the database.
+    pub fn reconfigure(&self, settings: TrustSettings) -> Result<TrustReconfiguration, TrustError> {
+        let new = ConfigTrust::from_settings(settings)?;
+        let mut state = self.write();
+        let old = std::mem::replace(&mut state.config, new);
+        let mut named: BTreeMap<String, PeerId> = BTreeMap::new();
+        for peer in old
+            .pins
+            .keys()
+            .chain(old.bootstrap.iter())
+            .chain(state.config.pins.keys())
+            .chain(state.config.bootstrap.iter())
+        {
+            named.insert(peer.to_base58(), *peer);
+        }
+        let changes = named
+            .values()
+            .filter_map(|peer| {
+                let record = state.records.get(peer);
+                let before = old.resolve(peer, record);
+                let after = state.config.resolve(peer, record);
+                (before != after).then_some(TrustChange { before, after })
+            })
+            .collect();
+        let new = &state.config;
+        let outcome = TrustReconfiguration {
+            changes,
+            default_level: (old.default_level != new.default_level)
+                .then_some((old.default_level, new.default_level)),
+            reject_unknown: (old.reject_unknown != new.reject_unknown)
+                .then_some((old.reject_unknown, new.reject_unknown)),
+        };
+        new.warn_overridden(&state.records);
+        drop(state);
+        for change in &outcome.changes {
+            tracing::info!(
+                peer = %change.after.peer,
+                from = %change.before.level,
+                to = %change.after.level,
+                origin = %change.after.origin,
+                "trust level changed by the configuration"
+            );
+        }
+        Ok(outcome)
+    }
+
     /// The level of peers with no record.
     pub fn default_level(&self) -> TrustLevel {
-        self.inner.default_level
+        self.read().config.default_level
     }
 
     /// Whether peers with no record are refused (`security.reject_unknown`).
     pub fn reject_unknown(&self) -> bool {
-        self.inner.reject_unknown
+        self.read().config.reject_unknown
     }
 
     /// The effective level of `peer`.
@@ -436,36 +576,24 @@ impl TrustRegistry {
 
     /// The effective trust of `peer` and where it comes from.
     pub fn lookup(&self, peer: &PeerId) -> PeerTrust {
-        let records = self
-            .inner
-            .records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.resolve(peer, records.get(peer))
+        self.read().resolve(peer)
     }
 
     /// Every peer with a pin, a stored record or a bootstrap entry, in peer id
     /// order (peers at the default level are not listed).
     pub fn list(&self) -> Vec<PeerTrust> {
-        let records = self
-            .inner
-            .records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let state = self.read();
         let mut peers: BTreeMap<String, PeerId> = BTreeMap::new();
-        let known = self
-            .inner
+        let known = state
+            .config
             .pins
             .keys()
-            .chain(records.keys())
-            .chain(self.inner.bootstrap.iter());
+            .chain(state.records.keys())
+            .chain(state.config.bootstrap.iter());
         for peer in known {
             peers.insert(peer.to_base58(), *peer);
         }
-        peers
-            .values()
-            .map(|peer| self.resolve(peer, records.get(peer)))
-            .collect()
+        peers.values().map(|peer| state.resolve(peer)).collect()
     }
 
     /// Sets `peer`'s level as an operator, with an optional note, at `now_ms`.
@@ -479,7 +607,6 @@ impl TrustRegistry {
         note: Option<String>,
         now_ms: u64,
     ) -> Result<TrustChange, TrustError> {
-        self.refuse_pinned(peer)?;
         if let Some(note) = &note
             && note.len() > MAX_TRUST_NOTE_BYTES
         {
@@ -495,12 +622,9 @@ impl TrustRegistry {
             source: TrustSource::Operator,
             updated_ms: now_ms,
         };
-        let mut records = self
-            .inner
-            .records
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let before = self.resolve(peer, records.get(peer));
+        let mut state = self.write();
+        Self::refuse_pinned(&state, peer)?;
+        let before = state.resolve(peer);
         self.inner.store.put_trust_entry(&TrustEntry {
             peer_id: peer.to_base58(),
             level: level.as_str().to_owned(),
@@ -508,9 +632,9 @@ impl TrustRegistry {
             source: record.source,
             updated_ms: now_ms,
         })?;
-        let after = self.resolve(peer, Some(&record));
-        records.insert(*peer, record);
-        drop(records);
+        let after = state.config.resolve(peer, Some(&record));
+        state.records.insert(*peer, record);
+        drop(state);
         tracing::info!(%peer, from = %before.level, to = %after.level, "trust level set");
         Ok(TrustChange { before, after })
     }
@@ -519,20 +643,16 @@ impl TrustRegistry {
     /// level. Returns `None` if it had no stored record. Refused for peers
     /// pinned by configuration. Blocks on a database commit.
     pub fn remove(&self, peer: &PeerId) -> Result<Option<TrustChange>, TrustError> {
-        self.refuse_pinned(peer)?;
-        let mut records = self
-            .inner
-            .records
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !records.contains_key(peer) {
+        let mut state = self.write();
+        Self::refuse_pinned(&state, peer)?;
+        if !state.records.contains_key(peer) {
             return Ok(None);
         }
-        let before = self.resolve(peer, records.get(peer));
+        let before = state.resolve(peer);
         self.inner.store.remove_trust_entry(&peer.to_base58())?;
-        records.remove(peer);
-        let after = self.resolve(peer, None);
-        drop(records);
+        state.records.remove(peer);
+        let after = state.resolve(peer);
+        drop(state);
         tracing::info!(%peer, from = %before.level, to = %after.level, "trust record removed");
         Ok(Some(TrustChange { before, after }))
     }
@@ -547,8 +667,8 @@ impl TrustRegistry {
         permission: Permission,
         requirement: &Requirement<'_>,
     ) -> Decision {
-        let trust = self.lookup(peer);
-        if self.inner.reject_unknown && !trust.origin.has_record() {
+        let (trust, reject_unknown) = self.lookup_with_reject(peer);
+        if reject_unknown && !trust.origin.has_record() {
             return Decision::deny(
                 trust.level,
                 trust.level,
@@ -573,8 +693,8 @@ impl TrustRegistry {
         permission: Permission,
         requirement: &Requirement<'_>,
     ) -> bool {
-        let trust = self.lookup(peer);
-        if self.inner.reject_unknown && !trust.origin.has_record() {
+        let (trust, reject_unknown) = self.lookup_with_reject(peer);
+        if reject_unknown && !trust.origin.has_record() {
             return false;
         }
         policy.permits(trust.level, permission, requirement)
@@ -586,8 +706,14 @@ impl TrustRegistry {
         self.authorize(peer, policy, Permission::Connect, &Requirement::none())
     }
 
-    fn refuse_pinned(&self, peer: &PeerId) -> Result<(), TrustError> {
-        match self.inner.pins.get(peer) {
+    /// The peer's trust and `reject_unknown`, read together.
+    fn lookup_with_reject(&self, peer: &PeerId) -> (PeerTrust, bool) {
+        let state = self.read();
+        (state.resolve(peer), state.config.reject_unknown)
+    }
+
+    fn refuse_pinned(state: &TrustState, peer: &PeerId) -> Result<(), TrustError> {
+        match state.config.pins.get(peer) {
             Some((level, origin)) => Err(TrustError::PinnedByConfig {
                 peer: *peer,
                 level: *level,
@@ -597,37 +723,18 @@ impl TrustRegistry {
         }
     }
 
-    fn resolve(&self, peer: &PeerId, record: Option<&CachedRecord>) -> PeerTrust {
-        if let Some((level, origin)) = self.inner.pins.get(peer) {
-            return PeerTrust {
-                peer: *peer,
-                level: *level,
-                origin: *origin,
-                note: None,
-                updated_ms: None,
-            };
-        }
-        if let Some(record) = record {
-            return PeerTrust {
-                peer: *peer,
-                level: record.level,
-                origin: TrustOrigin::Stored(record.source),
-                note: record.note.clone(),
-                updated_ms: Some(record.updated_ms),
-            };
-        }
-        let (level, origin) = if self.inner.bootstrap.contains(peer) {
-            (TrustLevel::Bootstrap, TrustOrigin::BootstrapConfig)
-        } else {
-            (self.inner.default_level, TrustOrigin::Default)
-        };
-        PeerTrust {
-            peer: *peer,
-            level,
-            origin,
-            note: None,
-            updated_ms: None,
-        }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, TrustState> {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, TrustState> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -331,3 +331,123 @@ fn overlong_notes_are_refused() {
     );
     assert_eq!(trust.level(&peer), TrustLevel::Unknown);
 }
+
+#[test]
+fn reconfigure_replaces_pins_bootstrap_and_defaults_and_reports_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dawn.redb");
+    let (stored, pinned, boot, bystander) =
+        (random_peer(), random_peer(), random_peer(), random_peer());
+    let trust = open(
+        &db,
+        TrustSettings {
+            trusted_peers: vec![pinned],
+            bootstrap_peers: vec![boot],
+            ..TrustSettings::default()
+        },
+    );
+    trust.set(&stored, TrustLevel::Verified, None, 1).unwrap();
+    trust
+        .set(&bystander, TrustLevel::Verified, None, 2)
+        .unwrap();
+    let reader = trust.clone();
+
+    // Block the stored peer, unpin the pinned one, drop the bootstrap peer,
+    // raise the default and turn on reject_unknown.
+    let outcome = trust
+        .reconfigure(TrustSettings {
+            blocked_peers: vec![stored],
+            default_level: TrustLevel::Verified,
+            reject_unknown: true,
+            ..TrustSettings::default()
+        })
+        .unwrap();
+    let mut expected = vec![
+        (stored, TrustLevel::Verified, TrustLevel::Untrusted),
+        (pinned, TrustLevel::Trusted, TrustLevel::Verified),
+        (boot, TrustLevel::Bootstrap, TrustLevel::Verified),
+    ];
+    expected.sort_by_key(|(peer, _, _)| peer.to_base58());
+    let got: Vec<_> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.after.peer, c.before.level, c.after.level))
+        .collect();
+    assert_eq!(got, expected, "{outcome:?}");
+    assert_eq!(
+        outcome.default_level,
+        Some((TrustLevel::Unknown, TrustLevel::Verified))
+    );
+    assert_eq!(outcome.reject_unknown, Some((false, true)));
+
+    // Every clone sees the new view at once.
+    assert_eq!(
+        reader.lookup(&stored).origin,
+        TrustOrigin::BlockedPeersConfig
+    );
+    assert_eq!(reader.level(&pinned), TrustLevel::Verified);
+    assert_eq!(reader.lookup(&boot).origin, TrustOrigin::Default);
+    assert_eq!(reader.level(&bystander), TrustLevel::Verified);
+    assert!(reader.reject_unknown());
+    let policy = Policy::default();
+    let decision = reader.authorize(
+        &random_peer(),
+        &policy,
+        Permission::Connect,
+        &Requirement::none(),
+    );
+    assert_eq!(decision.rule, DecisionRule::RejectUnknown);
+    let error = reader
+        .set(&stored, TrustLevel::Trusted, None, 3)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("reload the configuration"),
+        "{error}"
+    );
+
+    // Unpinning brings the shadowed stored record back, untouched.
+    let outcome = trust.reconfigure(TrustSettings::default()).unwrap();
+    let back = outcome
+        .changes
+        .iter()
+        .find(|c| c.after.peer == stored)
+        .unwrap();
+    assert_eq!(back.after.level, TrustLevel::Verified);
+    assert_eq!(
+        back.after.origin,
+        TrustOrigin::Stored(TrustSource::Operator)
+    );
+    assert_eq!(outcome.reject_unknown, Some((true, false)));
+
+    // The same configuration again changes nothing.
+    assert!(
+        trust
+            .reconfigure(TrustSettings::default())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_conflicting_reconfiguration_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dawn.redb");
+    let (a, b) = (random_peer(), random_peer());
+    let trust = open(
+        &db,
+        TrustSettings {
+            blocked_peers: vec![a],
+            ..TrustSettings::default()
+        },
+    );
+    let error = trust
+        .reconfigure(TrustSettings {
+            trusted_peers: vec![a, b],
+            blocked_peers: vec![a],
+            ..TrustSettings::default()
+        })
+        .unwrap_err();
+    assert!(matches!(error, TrustError::ConflictingConfig { peer } if peer == a));
+    assert_eq!(trust.lookup(&a).origin, TrustOrigin::BlockedPeersConfig);
+    assert_eq!(trust.lookup(&b).origin, TrustOrigin::Default);
+}

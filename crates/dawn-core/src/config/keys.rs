@@ -682,6 +682,22 @@ pub fn render_markdown() -> String {
          Durations are written `500ms`, `30s`, `5m`, `2h`, `1d` or as a number of seconds. Sizes are \
          written `512KiB`, `4MiB`, `1GiB`, `10MB` or as a number of bytes.\n\n",
     );
+    out.push_str(
+        "**Reloading.** `dawn-node` re-reads its configuration (file, environment and flags) \
+         on SIGHUP (`systemctl reload dawn-node`, `kill -HUP <pid>`). Keys marked *Reloadable* \
+         below take effect at once; every other key that changed is logged as needing a restart \
+         and keeps its running value. An invalid configuration is refused as a whole and the \
+         node keeps running as it was. Each reload is written to the audit log \
+         (`config_reloaded`) and counted in `dawn_config_reloads_total`. Reloadable keys: ",
+    );
+    out.push_str(
+        &super::RELOADABLE_KEYS
+            .iter()
+            .map(|key| format!("`{key}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push_str(".\n\n");
     let mut section = "";
     for doc in KEYS {
         let this_section = doc.key.split('.').next().unwrap_or_default();
@@ -705,7 +721,11 @@ pub fn render_markdown() -> String {
             doc.kind,
             default,
             env_column(doc.key),
-            doc.description
+            if super::is_reloadable(doc.key) {
+                format!("{} *Reloadable.*", doc.description)
+            } else {
+                doc.description.to_owned()
+            }
         ));
         let next_section = KEYS
             .iter()

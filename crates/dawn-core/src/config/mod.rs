@@ -11,6 +11,7 @@ mod backup;
 mod discovery;
 mod keys;
 mod load;
+mod reload;
 mod security;
 mod units;
 
@@ -23,6 +24,7 @@ pub use backup::BackupSection;
 pub use discovery::{DiscoverySection, RegistrySection};
 pub use keys::{KEYS, KeyDoc, render_markdown};
 pub use load::{ConfigError, ConfigIssue, ConfigLoader};
+pub use reload::{RELOADABLE_KEYS, changed_keys, is_reloadable};
 pub use security::{AuditAllowed, AuditSection, SecuritySection};
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
 

@@ -5,6 +5,7 @@ mod guard;
 mod inbound;
 mod outbound;
 mod peering;
+mod reload;
 mod resilience;
 mod resources;
 
@@ -31,6 +32,7 @@ pub use dawn_resilience::BreakerState;
 #[cfg(test)]
 pub(crate) use inbound::method_label;
 pub use outbound::CallOptions;
+pub use reload::{ConfigReload, ReloadError};
 pub use resilience::ResilienceStats;
 
 use crate::{
@@ -149,7 +151,11 @@ impl std::fmt::Debug for NodeBuilder {
 
 /// State shared by every handle and background task of one node.
 pub(crate) struct NodeShared {
+    /// The configuration the node started with.
     pub(crate) config: DawnConfig,
+    /// The configuration as last applied: `config` plus the reloadable keys
+    /// of the last [`Node::reload_config`]. Held while a reload runs.
+    pub(crate) running_config: tokio::sync::Mutex<DawnConfig>,
     pub(crate) identity: NodeIdentity,
     pub(crate) data_dir: DataDir,
     pub(crate) store: Store,
@@ -292,6 +298,7 @@ impl NodeBuilder {
         let (events, _) = broadcast::channel(1024);
         let resilience = resilience::Resilience::new(&config.resilience, events.clone());
         let shared = Arc::new(NodeShared {
+            running_config: tokio::sync::Mutex::new(config.clone()),
             config,
             identity,
             data_dir,

@@ -4,7 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use dawn_security::{
-    AuditDecision, AuditEvent, AuditRecord, DecisionRule, ReputationAction, TrustChange, TrustLevel,
+    AuditDecision, AuditEvent, AuditRecord, DecisionRule, ReputationAction, TrustChange,
+    TrustLevel, TrustReconfiguration,
 };
 use dawn_transport::{Direction, Multiaddr, PeerId, Transport, TransportEvent};
 use tokio::sync::broadcast::error::RecvError;
@@ -210,6 +211,48 @@ impl NodeSecurity {
             self.trust_changed(change, by).await;
         }
         Ok(change)
+    }
+
+    /// Replaces the configuration part of the trust view (a configuration
+    /// reload) and applies every resulting change like an operator's: each
+    /// peer whose trust changed is audited, banned, unbanned, protected or
+    /// disconnected as [`NodeSecurity::set_trust`] does. When the default
+    /// level or `security.reject_unknown` changed, every connected peer is
+    /// checked again. Nothing changes on error.
+    pub(crate) async fn reconfigure_trust(
+        &self,
+        settings: dawn_security::TrustSettings,
+    ) -> Result<TrustReconfiguration, SecurityError> {
+        let outcome = self.trust.reconfigure(settings)?;
+        for change in &outcome.changes {
+            self.trust_changed(change, "a configuration reload").await;
+        }
+        if let Some((from, to)) = outcome.default_level {
+            self.audit(
+                AuditRecord::new(AuditEvent::TrustChanged)
+                    .reason("security.trust_level_default changed by a configuration reload")
+                    .detail("from", from.as_str())
+                    .detail("to", to.as_str())
+                    .detail("origin", "config (security.trust_level_default)"),
+            );
+        }
+        if let Some((from, to)) = outcome.reject_unknown {
+            self.audit(
+                AuditRecord::new(AuditEvent::TrustChanged)
+                    .reason("security.reject_unknown changed by a configuration reload")
+                    .detail("from", from)
+                    .detail("to", to)
+                    .detail("origin", "config (security.reject_unknown)"),
+            );
+        }
+        if (outcome.default_level.is_some() || outcome.reject_unknown.is_some())
+            && let Some(transport) = self.transport.get()
+        {
+            for info in transport.connected_peers() {
+                self.enforce_admission(info.peer_id, None);
+            }
+        }
+        Ok(outcome)
     }
 
     async fn trust_changed(&self, change: &TrustChange, by: &str) {

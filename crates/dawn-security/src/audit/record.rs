@@ -50,6 +50,9 @@ pub enum AuditEvent {
     BackupCreated,
     /// A backup was restored.
     BackupRestored,
+    /// The node reloaded its configuration (SIGHUP); `details` name the keys
+    /// applied and those that need a restart.
+    ConfigReloaded,
     /// The audit writer could not record some events (queue full or write
     /// failures); `details` has the counts.
     AuditRecordsDropped,
@@ -59,7 +62,7 @@ pub enum AuditEvent {
 
 impl AuditEvent {
     /// Every named event (not [`AuditEvent::Other`]).
-    pub const KNOWN: [AuditEvent; 16] = [
+    pub const KNOWN: [AuditEvent; 17] = [
         AuditEvent::ConnectionAccepted,
         AuditEvent::ConnectionRefused,
         AuditEvent::CallAllowed,
@@ -75,6 +78,7 @@ impl AuditEvent {
         AuditEvent::PeerBanned,
         AuditEvent::BackupCreated,
         AuditEvent::BackupRestored,
+        AuditEvent::ConfigReloaded,
         AuditEvent::AuditRecordsDropped,
     ];
 
@@ -96,6 +100,7 @@ impl AuditEvent {
             AuditEvent::PeerBanned => "peer_banned",
             AuditEvent::BackupCreated => "backup_created",
             AuditEvent::BackupRestored => "backup_restored",
+            AuditEvent::ConfigReloaded => "config_reloaded",
             AuditEvent::AuditRecordsDropped => "audit_records_dropped",
             AuditEvent::Other(name) => name,
         }
