@@ -40,6 +40,10 @@ pub struct TransportConfig {
     /// off for in-process test meshes. If the mDNS socket cannot be opened the
     /// transport logs a warning and runs without it.
     pub enable_mdns: bool,
+    /// How often mDNS queries the LAN once its start-up probes (0.5, 1, 2,
+    /// ... s) are over; probing also ends at the first answer from any
+    /// node. Default 5 minutes (libp2p's default).
+    pub mdns_query_interval: Duration,
     /// Whether the Kademlia DHT (`/dawn/kad/1.0.0`) runs. Default `true`.
     /// Without it the node only knows peers it is told about (bootstrap
     /// list, address book, mDNS) and the peers those connect to it; it also
@@ -110,6 +114,7 @@ impl Default for TransportConfig {
             identify_interval: Duration::from_secs(300),
             ping_interval: Duration::from_secs(15),
             enable_mdns: true,
+            mdns_query_interval: Duration::from_secs(300),
             enable_kademlia: true,
             kad_refresh_interval: Duration::from_secs(60),
             gossip_heartbeat: Duration::from_millis(500),

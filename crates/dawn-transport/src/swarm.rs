@@ -114,7 +114,11 @@ impl Behaviour {
         });
 
         let mdns = if config.enable_mdns {
-            match mdns::tokio::Behaviour::new(mdns::Config::default(), local) {
+            let mdns_config = mdns::Config {
+                query_interval: config.mdns_query_interval,
+                ..mdns::Config::default()
+            };
+            match mdns::tokio::Behaviour::new(mdns_config, local) {
                 Ok(m) => Some(m),
                 Err(error) => {
                     tracing::warn!(%error, "mDNS is unavailable; continuing without local discovery");
