@@ -87,6 +87,12 @@ pub(crate) fn behaviour(
         .validate_messages()
         .max_transmit_size(config.gossip_max_message_size)
         .duplicate_cache_time(Duration::from_secs(120))
+        // A forwarded message waits up to this long for a busy connection
+        // (libp2p's default is 1 s). Registry records and heartbeats are
+        // small and rare, and a copy dropped on a mesh link is not repaired
+        // by gossip, so a busy node would otherwise miss records until the
+        // next anti-entropy exchange.
+        .forward_queue_duration(Duration::from_secs(5))
         .build()
         .map_err(|e| TransportError::Build(format!("gossipsub config: {e}")))?;
     let mut behaviour =

@@ -124,7 +124,7 @@ const OWN_KEYS: &[KeyDoc] = &[
     key(
         "registry.announce_interval",
         "duration",
-        "How often the node publishes a signed heartbeat on the registry gossip topic (its record is published whenever its agents, tools, resources, prompts or addresses change). 100ms to 1h.",
+        "How often the node publishes a signed heartbeat on the registry gossip topic (its record is published whenever its agents, tools, resources, prompts or addresses change). The first heartbeat goes out 3 s after start (or after this interval, if shorter). 100ms to 1h.",
     ),
     key(
         "registry.liveness_timeout",

@@ -377,11 +377,28 @@ impl Registry {
             return out;
         }
         if origin == self.local {
-            let seen = match &announcement {
-                Announcement::Record(r) => r.body.version,
-                Announcement::Heartbeat(h) => h.body.seq,
+            // Our own announcement, passed back (anti-entropy answers carry
+            // the latest heartbeat of every live node, and one signed while
+            // the exchange was under way is newer than the request said).
+            // Only a version this process did not sign is a sign of an
+            // older life (a restored backup) that must be moved past.
+            let own = lock(&self.own);
+            let (seen, signed_here) = match &announcement {
+                Announcement::Record(r) => (
+                    r.body.version,
+                    own.record
+                        .as_ref()
+                        .is_some_and(|o| o.envelope == r.envelope),
+                ),
+                Announcement::Heartbeat(h) => (
+                    h.body.seq,
+                    own.heartbeat
+                        .as_ref()
+                        .is_some_and(|o| o.envelope == h.envelope),
+                ),
             };
-            if seen >= lock(&self.own).current() {
+            let current = own.current();
+            if seen > current || (seen == current && !signed_here) {
                 out.own_newer = Some(seen);
             }
             return out;
@@ -556,7 +573,8 @@ impl Registry {
                 agents: e.record.body.agents.clone(),
             })
             .collect();
-        out.sort_by_key(|a| (!a.local, a.origin.to_base58()));
+        drop(state);
+        out.sort_by_cached_key(|a| (!a.local, a.origin.to_base58()));
         out
     }
 
@@ -811,4 +829,70 @@ pub(crate) struct SyncAnswer {
 
 pub(crate) fn decode_b64(s: &str) -> Option<Bytes> {
     B64.decode(s.as_bytes()).ok().map(Bytes::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(dir: &std::path::Path, keypair: &identity::Keypair) -> Registry {
+        let store = Store::open(dir.join("dawn.redb")).unwrap();
+        Registry::open(&store, keypair.clone(), &RegistrySection::default()).unwrap()
+    }
+
+    #[test]
+    fn its_own_announcements_passed_back_do_not_make_a_node_move_past_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let keypair = identity::Keypair::generate_ed25519();
+        let me = keypair.public().to_peer_id();
+        let peer = identity::Keypair::generate_ed25519().public().to_peer_id();
+        let registry = registry(dir.path(), &keypair);
+        let record = registry.update_own(Vec::new(), Vec::new()).unwrap();
+        let via = Via::Sync {
+            age: Some(Duration::ZERO),
+            sent: &HashMap::new(),
+        };
+
+        // The current record, then the current heartbeat, handed back by a
+        // peer: ours, nothing newer.
+        let back = registry.receive(&record.envelope, peer, via);
+        assert_eq!(back.own_newer, None);
+        let heartbeat = registry.next_heartbeat(false).unwrap();
+        let back = registry.receive(&heartbeat.envelope, peer, via);
+        assert_eq!(back.own_newer, None);
+        // The older record, after the heartbeat: still nothing.
+        assert_eq!(
+            registry.receive(&record.envelope, peer, via).own_newer,
+            None
+        );
+
+        // The same version signed by an earlier life of this node (a
+        // restored backup reusing the epoch): it must be moved past.
+        let dir2 = tempfile::tempdir().unwrap();
+        let earlier = registry_with_epoch(dir2.path(), &keypair, me);
+        let foreign = earlier.next_heartbeat(true).unwrap();
+        assert_eq!(foreign.body.seq, heartbeat.body.seq);
+        assert_ne!(foreign.envelope, heartbeat.envelope);
+        let back = registry.receive(&foreign.envelope, peer, via);
+        assert_eq!(back.own_newer, Some(heartbeat.body.seq));
+        // And anything above the current version.
+        let newer = earlier.next_heartbeat(false).unwrap();
+        let back = registry.receive(&newer.envelope, peer, via);
+        assert_eq!(back.own_newer, Some(newer.body.seq));
+    }
+
+    /// A registry for the same key in another database: the same epoch, so
+    /// it signs the same versions (with other contents).
+    fn registry_with_epoch(
+        dir: &std::path::Path,
+        keypair: &identity::Keypair,
+        me: PeerId,
+    ) -> Registry {
+        let registry = registry(dir, keypair);
+        assert_eq!(registry.local, me);
+        registry
+            .update_own(Vec::new(), vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()])
+            .unwrap();
+        registry
+    }
 }

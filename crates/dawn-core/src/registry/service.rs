@@ -22,6 +22,9 @@ const REFRESH_DELAY: Duration = Duration::from_millis(50);
 const SYNC_ROUNDS: u64 = 8;
 /// Deadline of one anti-entropy call.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
+/// Delay of the first heartbeat after start (then every
+/// `registry.announce_interval`).
+const FIRST_HEARTBEAT: Duration = Duration::from_secs(3);
 
 fn ticker(period: Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -55,7 +58,15 @@ pub(crate) async fn run(shared: Arc<NodeShared>, subscriptions: Subscriptions) {
     }
     shared.registry.record_gauges();
     let config = shared.registry.config().clone();
-    let mut heartbeat = ticker(config.announce_interval.0);
+    // The first heartbeat comes early: a gossip copy of this node's first
+    // record that missed part of the mesh (a busy or just-pruned link) is
+    // then fetched by the nodes that lack it (`need_record`) within seconds,
+    // not after a whole `announce_interval`.
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + FIRST_HEARTBEAT.min(config.announce_interval.0),
+        config.announce_interval.0,
+    );
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sweep_period =
         (config.liveness_timeout.0 / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut sweep = ticker(sweep_period);
@@ -466,7 +477,10 @@ pub(crate) async fn sync_with(
     peer: PeerId,
     want: Option<&[PeerId]>,
 ) -> bool {
-    if !shared.security.authorize_discovery(&peer) {
+    // Anti-entropy rides on existing connections and never dials: a peer
+    // that just left (or flaps) is redialed only by the node's dial
+    // backoff, not by registry traffic.
+    if !shared.transport.is_connected(&peer) || !shared.security.authorize_discovery(&peer) {
         return false;
     }
     for round in 0..SYNC_ROUNDS {
