@@ -183,6 +183,10 @@ async fn run(args: Args, config: DawnConfig) -> ExitCode {
     let _file_size_signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(
         rustix::process::Signal::XFSZ.as_raw(),
     ));
+    // Listen for SIGHUP before the (possibly slow) start, so a reload sent
+    // meanwhile (`systemctl reload` right after start) is applied once the
+    // node runs instead of killing it.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let builder = match with_prompted_passphrase(NodeBuilder::new(config.clone()), &config) {
         Ok(builder) => builder,
         Err(e) => {
@@ -210,7 +214,7 @@ async fn run(args: Args, config: DawnConfig) -> ExitCode {
         );
     }
     eprintln!("  data:     {}", node.data_dir().root().display());
-    let reloads = tokio::spawn(reload_on_hangup(args, node.clone()));
+    let reloads = tokio::spawn(reload_on_hangup(hangups, args, node.clone()));
 
     if let Err(e) = shutdown_signal().await {
         tracing::error!(error = %e, "cannot listen for signals");
@@ -257,9 +261,12 @@ fn with_prompted_passphrase(
 /// Reloads the configuration (file, environment and flags, as at start) on
 /// every SIGHUP. A configuration that does not load or is refused changes
 /// nothing: the node keeps running as it was and says why in the log.
-async fn reload_on_hangup(args: Args, node: dawn_core::Node) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
+async fn reload_on_hangup(
+    hangups: std::io::Result<tokio::signal::unix::Signal>,
+    args: Args,
+    node: dawn_core::Node,
+) {
+    let mut hangups = match hangups {
         Ok(hangups) => hangups,
         Err(error) => {
             tracing::warn!(%error, "cannot listen for SIGHUP; configuration reload is unavailable");
