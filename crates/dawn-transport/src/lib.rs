@@ -107,6 +107,8 @@ struct Inner {
     events: broadcast::Sender<TransportEvent>,
     rpc: Arc<rpc::RpcClient>,
     shutdown: CancellationToken,
+    /// Set by [`Transport::begin_drain`].
+    draining: Arc<std::sync::atomic::AtomicBool>,
     config: TransportConfig,
     registries: SharedRegistries,
 }
@@ -219,6 +221,7 @@ impl Transport {
         ));
         let shutdown = CancellationToken::new();
         let (calls_tx, inbound_calls) = rpc::CallSink::new(INBOUND_QUEUE);
+        let draining = calls_tx.draining();
         tokio::spawn(rpc::serve_incoming(
             incoming,
             calls_tx,
@@ -249,6 +252,7 @@ impl Transport {
                 events,
                 rpc,
                 shutdown,
+                draining,
                 config,
                 registries,
             }),
@@ -562,6 +566,17 @@ impl Transport {
             .rpc
             .start_call(peer, agent, body, timeout, true)
             .await
+    }
+
+    /// Starts draining before a graceful shutdown: from now on a response
+    /// to an inbound call ([`InboundCall::respond`] and friends) returns
+    /// only once it is written to the stream, so waiting for the calls in
+    /// flight and then calling [`Transport::shutdown`] does not drop
+    /// responses still queued for writing.
+    pub fn begin_drain(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Stops accepting streams, closes every connection (each peer sees an

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     PROTOCOL,
     frame::{Frame, Kind, MAX_AGENT_ID_LEN},
-    io::{FrameReader, split_stream},
+    io::{FrameReader, Outgoing, split_stream},
 };
 use crate::{error::RpcError, limits::PeerActivity, swarm::Connector};
 
@@ -48,7 +48,7 @@ struct PendingCall {
 /// One outbound stream to one peer.
 pub(crate) struct Link {
     peer: PeerId,
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Outgoing>,
     pending: Mutex<HashMap<u64, PendingCall>>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -161,7 +161,7 @@ impl RpcClient {
             agent: agent.to_owned(),
             body,
         };
-        if link.tx.send(frame).await.is_err() {
+        if link.tx.send(frame.into()).await.is_err() {
             link.close();
             return Err(RpcError::ConnectionLost(peer));
         }
@@ -442,7 +442,7 @@ impl OutboundCall {
         }
         self.link
             .tx
-            .send(Frame::EventReply { id: self.id, body })
+            .send(Frame::EventReply { id: self.id, body }.into())
             .await
             .map_err(|_| RpcError::ConnectionLost(self.peer))
     }
@@ -456,7 +456,7 @@ impl OutboundCall {
         self.finished = true;
         let removed = self.link.lock_pending().remove(&self.id).is_some();
         if removed && !self.link.is_closed() {
-            let _ = self.link.tx.try_send(Frame::Cancel { id: self.id });
+            let _ = self.link.tx.try_send(Frame::Cancel { id: self.id }.into());
         }
     }
 }

@@ -40,12 +40,28 @@ impl FrameReader {
 /// sender feeding the writer. The writer stops when every sender is dropped,
 /// when `stop` is cancelled, or on the first write error (it then cancels
 /// `stop` so the reader side learns the stream is dead).
+/// A frame for a stream's write loop, with an optional acknowledgement sent
+/// once the frame has been flushed to the stream.
+pub(crate) struct Outgoing {
+    pub(crate) frame: Frame,
+    pub(crate) flushed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl From<Frame> for Outgoing {
+    fn from(frame: Frame) -> Self {
+        Outgoing {
+            frame,
+            flushed: None,
+        }
+    }
+}
+
 pub(crate) fn split_stream(
     stream: Stream,
     max_body: usize,
     stop: CancellationToken,
     activity: ActivityHandle,
-) -> (FrameReader, mpsc::Sender<Frame>) {
+) -> (FrameReader, mpsc::Sender<Outgoing>) {
     let (read, write) = stream.split();
     let sizes = RpcSizeMetrics::new();
     let reader = FrameReader {
@@ -60,12 +76,13 @@ pub(crate) fn split_stream(
 }
 
 async fn write_loop(
-    mut rx: mpsc::Receiver<Frame>,
+    mut rx: mpsc::Receiver<Outgoing>,
     mut sink: FramedWrite<Compat<futures::io::WriteHalf<Stream>>, FrameCodec>,
     stop: CancellationToken,
     activity: ActivityHandle,
     sizes: RpcSizeMetrics,
 ) {
+    let mut acks = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -73,16 +90,18 @@ async fn write_loop(
             () = stop.cancelled() => None,
         };
         let Some(first) = first else { break };
-        sizes.outbound(&first);
-        if let Err(error) = sink.feed(first).await {
+        sizes.outbound(&first.frame);
+        acks.extend(first.flushed);
+        if let Err(error) = sink.feed(first.frame).await {
             tracing::debug!(%error, "rpc stream write failed");
             stop.cancel();
             return;
         }
         // Batch everything already queued, then flush once.
-        while let Ok(frame) = rx.try_recv() {
-            sizes.outbound(&frame);
-            if let Err(error) = sink.feed(frame).await {
+        while let Ok(next) = rx.try_recv() {
+            sizes.outbound(&next.frame);
+            acks.extend(next.flushed);
+            if let Err(error) = sink.feed(next.frame).await {
                 tracing::debug!(%error, "rpc stream write failed");
                 stop.cancel();
                 return;
@@ -92,6 +111,9 @@ async fn write_loop(
             tracing::debug!(%error, "rpc stream flush failed");
             stop.cancel();
             return;
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
         }
         activity.touch();
     }

@@ -2,7 +2,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -14,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     frame::{Frame, Kind},
-    io::{FrameReader, split_stream},
+    io::{FrameReader, Outgoing, split_stream},
 };
 use crate::{
     error::FailureCode,
@@ -90,6 +93,9 @@ impl InboundCalls {
 pub(crate) struct CallSink {
     queue: mpsc::Sender<InboundCall>,
     handler: Arc<OnceLock<InboundHandler>>,
+    /// Set when the node starts draining (graceful shutdown): responses
+    /// are then flushed before their call counts as finished.
+    draining: Arc<AtomicBool>,
 }
 
 impl CallSink {
@@ -101,9 +107,15 @@ impl CallSink {
             CallSink {
                 queue,
                 handler: handler.clone(),
+                draining: Arc::new(AtomicBool::new(false)),
             },
             InboundCalls::new(rx, handler),
         )
+    }
+
+    /// The flag [`crate::Transport::begin_drain`] sets.
+    pub(crate) fn draining(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
     }
 
     async fn deliver(&self, call: InboundCall) {
@@ -212,11 +224,11 @@ async fn serve_stream(
                 };
                 if duplicate {
                     let _ = tx
-                        .send(Frame::Failure {
+                        .send(Outgoing::from(Frame::Failure {
                             id,
                             code: FailureCode::ProtocolViolation,
                             message: "call id already in flight".into(),
-                        })
+                        }))
                         .await;
                     continue;
                 }
@@ -230,6 +242,7 @@ async fn serve_stream(
                     responder: Responder {
                         id,
                         tx: tx.clone(),
+                        draining: calls.draining.clone(),
                         inflight: inflight.clone(),
                         max_body,
                         done: false,
@@ -255,13 +268,13 @@ async fn serve_stream(
             } => {
                 tracing::debug!(%peer, id, len, "refusing an oversized request");
                 let _ = tx
-                    .send(Frame::Failure {
+                    .send(Outgoing::from(Frame::Failure {
                         id,
                         code: FailureCode::MessageTooLarge,
                         message: format!(
                             "request of {len} bytes exceeds the maximum message size of {max_body} bytes"
                         ),
-                    })
+                    }))
                     .await;
             }
             Frame::Oversized {
@@ -295,7 +308,8 @@ fn other_kind(frame: &Frame) -> &'static str {
 /// Sends the one final frame of a call.
 struct Responder {
     id: u64,
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Outgoing>,
+    draining: Arc<AtomicBool>,
     inflight: InflightMap,
     max_body: usize,
     done: bool,
@@ -305,7 +319,21 @@ impl Responder {
     async fn finish(mut self, frame: Frame) {
         self.done = true;
         lock(&self.inflight).remove(&self.id);
-        let _ = self.tx.send(frame).await;
+        if self.draining.load(Ordering::Acquire) {
+            // Draining: the call is finished only once its response is on
+            // the stream, so shutting the transport down after the last
+            // call cannot drop a response still queued for writing.
+            let (ack, flushed) = tokio::sync::oneshot::channel();
+            let outgoing = Outgoing {
+                frame,
+                flushed: Some(ack),
+            };
+            if self.tx.send(outgoing).await.is_ok() {
+                let _ = flushed.await;
+            }
+        } else {
+            let _ = self.tx.send(frame.into()).await;
+        }
     }
 
     fn checked(&self, body: Bytes) -> Frame {
@@ -329,11 +357,11 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if !self.done {
             lock(&self.inflight).remove(&self.id);
-            let _ = self.tx.try_send(Frame::Failure {
+            let _ = self.tx.try_send(Outgoing::from(Frame::Failure {
                 id: self.id,
                 code: FailureCode::Internal,
                 message: "the call was dropped without a response".into(),
-            });
+            }));
         }
     }
 }
@@ -430,7 +458,7 @@ impl InboundCall {
 #[derive(Clone)]
 pub struct EventSender {
     id: u64,
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Outgoing>,
     max_body: usize,
     inflight: InflightMap,
 }
@@ -463,7 +491,7 @@ impl EventSender {
             return false;
         }
         self.tx
-            .send(Frame::Event { id: self.id, body })
+            .send(Frame::Event { id: self.id, body }.into())
             .await
             .is_ok()
     }
