@@ -287,26 +287,36 @@ fn fails_with(out: &Output, needle: &str) -> String {
     err
 }
 
-#[test]
-fn trust_set_lets_an_unknown_peer_change_state_and_the_audit_log_has_every_decision() {
+/// The config of a node mounting the fixture server as agent `fixture`.
+fn fixture_mount() -> String {
     let fixture = fixture_server().display().to_string();
-    let mut a = Node::start(Start {
-        config: Some(format!(
-            "[[mcp.servers]]\nid = \"fixture\"\ncommand = {fixture:?}\n"
-        )),
+    format!("[[mcp.servers]]\nid = \"fixture\"\ncommand = {fixture:?}\n")
+}
+
+/// Node A mounting the fixture (config file [`fixture_mount`]) and node B
+/// peered with it, once B lists A's fixture tools.
+fn fixture_pair() -> (Node, Node) {
+    let a = Node::start(Start {
+        config: Some(fixture_mount()),
         ..Start::default()
     });
-    let a_id = a.peer_id();
     let b = Node::start(Start {
         peers: vec![a.dial_addr()],
         ..Start::default()
     });
-    let b_id = b.peer_id();
-    let target = format!("{a_id}/fixture");
+    let target = format!("{}/fixture", a.peer_id());
     wait_for("B to learn A's fixture agent", WAIT, || {
         let out = b.cli(&["tools", &target, "--json"]);
         (out.status.success() && stdout(&out).contains("\"add\"")).then_some(())
     });
+    (a, b)
+}
+
+#[test]
+fn trust_set_lets_an_unknown_peer_change_state_and_the_audit_log_has_every_decision() {
+    let (mut a, b) = fixture_pair();
+    let (a_id, b_id) = (a.peer_id(), b.peer_id());
+    let target = format!("{a_id}/fixture");
 
     // B is unknown to A: a tool that may change state is refused, and the
     // refusal says nothing about A's policy.
@@ -414,23 +424,10 @@ fn trust_set_lets_an_unknown_peer_change_state_and_the_audit_log_has_every_decis
 
 #[test]
 fn trust_lists_in_the_config_file_apply_on_sighup_and_a_bad_reload_changes_nothing() {
-    let fixture = fixture_server().display().to_string();
-    let mount = format!("[[mcp.servers]]\nid = \"fixture\"\ncommand = {fixture:?}\n");
-    let mut a = Node::start(Start {
-        config: Some(mount.clone()),
-        ..Start::default()
-    });
-    let a_id = a.peer_id();
-    let b = Node::start(Start {
-        peers: vec![a.dial_addr()],
-        ..Start::default()
-    });
-    let b_id = b.peer_id();
+    let mount = fixture_mount();
+    let (mut a, b) = fixture_pair();
+    let (a_id, b_id) = (a.peer_id(), b.peer_id());
     let target = format!("{a_id}/fixture");
-    wait_for("B to learn A's fixture agent", WAIT, || {
-        let out = b.cli(&["tools", &target, "--json"]);
-        (out.status.success() && stdout(&out).contains("\"add\"")).then_some(())
-    });
     let call = ["call", target.as_str(), "add", "--args", r#"{"a":2,"b":3}"#];
     fails_with(&b.cli(&call), "not permitted");
     let reloads = |a: &Node, result: &str| -> usize {

@@ -26,8 +26,10 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 /// `registry.announce_interval`).
 const FIRST_HEARTBEAT: Duration = Duration::from_secs(3);
 
-fn ticker(period: Duration) -> tokio::time::Interval {
-    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+/// Ticks first after `first`, then every `period`; late ticks are delayed,
+/// not bunched.
+fn ticker(first: Duration, period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     t
 }
@@ -62,15 +64,14 @@ pub(crate) async fn run(shared: Arc<NodeShared>, subscriptions: Subscriptions) {
     // record that missed part of the mesh (a busy or just-pruned link) is
     // then fetched by the nodes that lack it (`need_record`) within seconds,
     // not after a whole `announce_interval`.
-    let mut heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + FIRST_HEARTBEAT.min(config.announce_interval.0),
+    let mut heartbeat = ticker(
+        FIRST_HEARTBEAT.min(config.announce_interval.0),
         config.announce_interval.0,
     );
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sweep_period =
         (config.liveness_timeout.0 / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut sweep = ticker(sweep_period);
-    let mut sync = ticker(config.sync_interval.0);
+    let mut sweep = ticker(sweep_period, sweep_period);
+    let mut sync = ticker(config.sync_interval.0, config.sync_interval.0);
     let mut refresh_at: Option<tokio::time::Instant> = None;
     loop {
         let refresh_due = async {
