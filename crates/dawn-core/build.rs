@@ -29,21 +29,22 @@ fn main() {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         });
     let commit = from_env.or_else(|| {
-        // Rebuild when HEAD moves: HEAD itself (checkouts) and the branch
-        // ref it points to (commits).
-        if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-            let git_dir = PathBuf::from(git_dir);
-            println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
-            if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
-                println!(
-                    "cargo:rerun-if-changed={}",
-                    git_dir.join(reference).display()
-                );
+        // Rebuild when HEAD moves: HEAD itself (checkouts), the branch ref it
+        // points to (commits) and packed-refs (where `git pack-refs` and
+        // `git clone` keep refs). `--git-path` resolves each one where git
+        // keeps it, also in a linked worktree. A path that does not exist is
+        // not named: Cargo treats a missing `rerun-if-changed` file as
+        // changed, which would rerun this script, and rebuild this crate and
+        // everything above it, on every cargo command.
+        let mut watched = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+        watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+        for name in &watched {
+            if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", name])
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+            {
+                println!("cargo:rerun-if-changed={}", path.display());
             }
-            println!(
-                "cargo:rerun-if-changed={}",
-                git_dir.join("packed-refs").display()
-            );
         }
         git(&["rev-parse", "--short=12", "HEAD"])
     });

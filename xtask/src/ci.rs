@@ -15,6 +15,7 @@
 //! `--only`, `--skip`, `--list` and `--help` take step names from [`STEPS`].
 
 use std::{
+    cell::Cell,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -43,6 +44,12 @@ pub struct CiArgs {
 pub struct Context {
     /// The workspace root; commands run from here.
     pub root: PathBuf,
+    /// Set once the `test` step has built the workspace, binaries included
+    /// (dawn-node's own integration tests make `cargo test --workspace`
+    /// build `target/debug/dawn-node`). Later steps then use those binaries
+    /// instead of building them again with `-p`, whose different feature
+    /// set would recompile tokio and everything above it a second time.
+    pub binaries_built: Cell<bool>,
 }
 
 impl Context {
@@ -153,18 +160,29 @@ fn test(ctx: &Context) -> Result<()> {
             "run",
             "--workspace",
             "--no-fail-fast",
-        ])))
+        ])))?;
     } else {
         println!("cargo-nextest is not installed: using cargo test");
         command::run(&mut tools_required(ctx.cargo([
             "test",
             "--workspace",
             "--no-fail-fast",
-        ])))
+        ])))?;
     }
+    ctx.binaries_built.set(true);
+    Ok(())
 }
 
 fn docs_fresh(ctx: &Context) -> Result<()> {
+    if ctx.binaries_built.get() {
+        // The freshness tests are part of the suite the test step just ran,
+        // in check mode: running them again would only compile another
+        // feature variant of the workspace.
+        println!(
+            "checked by the test step: dawn-core's docs_fresh and dawn-cli's cli_docs tests passed"
+        );
+        return Ok(());
+    }
     docs::run(&docs::DocsArgs { check: true }, &ctx.root)
 }
 
@@ -172,7 +190,7 @@ fn mcp_conformance(ctx: &Context) -> Result<()> {
     let args = conformance::ConformanceArgs {
         scenario: None,
         target: Vec::new(),
-        no_build: false,
+        no_build: ctx.binaries_built.get(),
     };
     conformance::run(&args, &ctx.root)
 }
@@ -182,12 +200,18 @@ fn dependency_policy(ctx: &Context) -> Result<()> {
 }
 
 fn deploy_check(ctx: &Context) -> Result<()> {
-    deploy::run(&deploy::DeployArgs { no_build: false }, &ctx.root)
+    deploy::run(
+        &deploy::DeployArgs {
+            no_build: ctx.binaries_built.get(),
+        },
+        &ctx.root,
+    )
 }
 
 fn dist_check(ctx: &Context) -> Result<()> {
     let args = dist::DistArgs {
         check: true,
+        no_build: ctx.binaries_built.get(),
         ..Default::default()
     };
     dist::run(&args, &ctx.root)
@@ -226,6 +250,7 @@ pub fn run(args: &CiArgs, root: &Path) -> Result<()> {
     }
     let ctx = Context {
         root: root.to_path_buf(),
+        binaries_built: Cell::new(false),
     };
     let started = Instant::now();
     let mut timings = Vec::with_capacity(selected.len());

@@ -46,12 +46,20 @@ fn ensure_installed(root: &Path) -> Result<()> {
         return Ok(());
     }
     println!("cargo-deny is not installed: installing {CARGO_DENY_VERSION} (a few minutes, once)");
-    command::run(command::cargo(root).args([
+    let mut install = command::cargo(root);
+    install.args([
         "install",
         "--locked",
         &format!("cargo-deny@{CARGO_DENY_VERSION}"),
-    ]))
-    .context("cannot install cargo-deny")
+    ]);
+    // cargo-deny's own release profile asks for fat LTO in one codegen unit:
+    // a smaller, slightly faster binary, paid for with a much longer
+    // single-threaded build on every fresh CI machine. A policy check over a
+    // few hundred crates does not need it.
+    install
+        .env("CARGO_PROFILE_RELEASE_LTO", "off")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
+    command::run(&mut install).context("cannot install cargo-deny")
 }
 
 /// Where cargo-deny keeps advisory databases.

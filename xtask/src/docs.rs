@@ -28,14 +28,24 @@ pub struct DocsArgs {
 
 /// Runs `cargo xtask docs [--check]` in the workspace at `root`.
 pub fn run(args: &DocsArgs, root: &Path) -> Result<()> {
-    for (package, test) in [("dawn-core", "docs_fresh"), ("dawn-cli", "cli_docs")] {
-        let mut cmd = command::cargo(root);
-        cmd.args(["test", "-q", "-p", package, "--test", test]);
-        if !args.check {
-            cmd.env("DAWN_UPDATE_DOCS", "1");
-        }
-        command::run(&mut cmd)?;
+    // One command over the whole workspace: the feature set is then the one
+    // `cargo test --workspace` builds with, so after the test step nothing
+    // is compiled again (`-p dawn-core` alone would resolve other features
+    // and rebuild dawn-core and its dependencies).
+    let mut cmd = command::cargo(root);
+    cmd.args([
+        "test",
+        "-q",
+        "--workspace",
+        "--test",
+        "docs_fresh",
+        "--test",
+        "cli_docs",
+    ]);
+    if !args.check {
+        cmd.env("DAWN_UPDATE_DOCS", "1");
     }
+    command::run(&mut cmd)?;
     println!(
         "{}",
         if args.check {

@@ -25,8 +25,12 @@ pub fn cli_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_dawn-cli"))
 }
 
-/// The `dawn-node` binary next to the CLI, built once per test process if
-/// it is not there yet (`cargo test -p dawn-cli` does not build it).
+/// The `dawn-node` binary next to the CLI. `cargo test --workspace` (the
+/// test command) builds it in the same build, for dawn-node's own
+/// integration tests. `cargo test -p dawn-cli` does not: then the one an
+/// earlier build left there is used, and it is built once per test process
+/// only if there is none (after changing the node, run
+/// `cargo build -p dawn-node` or test with `--workspace`).
 pub fn node_bin() -> &'static Path {
     static NODE_BIN: OnceLock<PathBuf> = OnceLock::new();
     NODE_BIN.get_or_init(|| {
