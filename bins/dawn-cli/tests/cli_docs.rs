@@ -22,16 +22,25 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds dawn-node so its help text is current (a no-op when it is).
+/// Makes sure `target/*/dawn-node` is current, so its help text is. The
+/// test build of the whole workspace builds it (for dawn-node's own
+/// integration tests): a no-op after `cargo test --workspace`, the test
+/// command. (`cargo build -p dawn-node` would resolve other features, build
+/// the node and much of its dependencies again in the middle of the test
+/// run, and replace the binary other tests are running.)
 fn fresh_node_bin() -> &'static Path {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "-q", "-p", "dawn-node"]);
+    build
+        .current_dir(workspace_root())
+        .args(["test", "-q", "--workspace", "--no-run"]);
     if cli_bin().parent().and_then(Path::file_name) == Some("release".as_ref()) {
         build.arg("--release");
     }
-    let status = build.status().expect("cannot run cargo build -p dawn-node");
-    assert!(status.success(), "cargo build -p dawn-node failed");
+    let status = build
+        .status()
+        .expect("cannot run cargo test --workspace --no-run");
+    assert!(status.success(), "cargo test --workspace --no-run failed");
     node_bin()
 }
 

@@ -63,7 +63,26 @@ async fn peers_found_through_kademlia_are_dialed_and_remembered_with_their_sourc
     .await;
 
     // The address book knows the other leaves, from Kademlia among others,
-    // with first/last seen times.
+    // with first/last seen times. Addresses are written as they are learnt,
+    // after the connection that may already have created the peer's entry:
+    // wait for them rather than read the book at one instant.
+    let learnt = |entry: &dawn_store::PeerEntry| {
+        entry.addresses.iter().any(|a| {
+            a.sources.contains(&AddressSource::Kademlia)
+                || a.sources.contains(&AddressSource::Identify)
+        })
+    };
+    wait_until(
+        "leaf 0's address book to hold the other leaves' addresses",
+        || {
+            let book = leaves[0].store().peers().unwrap_or_default();
+            leaves[1..].iter().all(|other| {
+                book.iter()
+                    .any(|p| p.peer_id == other.peer_id().to_string() && learnt(p))
+            })
+        },
+    )
+    .await;
     let book = leaves[0].store().peers().unwrap();
     for other in &leaves[1..] {
         let entry = book

@@ -29,8 +29,8 @@ pub fn cli_bin() -> &'static Path {
 /// test command) builds it in the same build, for dawn-node's own
 /// integration tests. `cargo test -p dawn-cli` does not: then the one an
 /// earlier build left there is used, and it is built once per test process
-/// only if there is none (after changing the node, run
-/// `cargo build -p dawn-node` or test with `--workspace`).
+/// only if there is none (after changing the node, test with `--workspace`
+/// or run `cargo test --workspace --no-run` first).
 pub fn node_bin() -> &'static Path {
     static NODE_BIN: OnceLock<PathBuf> = OnceLock::new();
     NODE_BIN.get_or_init(|| {
@@ -38,13 +38,20 @@ pub fn node_bin() -> &'static Path {
         if !path.exists() {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut build = Command::new(cargo);
-            build.args(["build", "-p", "dawn-node"]);
+            // The build `cargo test --workspace` makes (same features, so
+            // nothing else is rebuilt), which includes dawn-node.
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            build
+                .current_dir(root)
+                .args(["test", "-q", "--workspace", "--no-run"]);
             let profile_dir = cli_bin().parent().and_then(Path::file_name);
             if profile_dir == Some(OsStr::new("release")) {
                 build.arg("--release");
             }
-            let status = build.status().expect("cannot run cargo build -p dawn-node");
-            assert!(status.success(), "cargo build -p dawn-node failed");
+            let status = build
+                .status()
+                .expect("cannot run cargo test --workspace --no-run");
+            assert!(status.success(), "cargo test --workspace --no-run failed");
         }
         assert!(
             path.exists(),
