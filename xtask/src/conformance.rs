@@ -24,7 +24,7 @@ use std::{
     fs,
     io::{BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
@@ -32,7 +32,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{command, json::Json};
+use crate::{
+    command,
+    json::Json,
+    nodes::{DawnNode, NodeSpec},
+};
 
 /// The conformance suite, pinned.
 const SUITE_PACKAGE: &str = "@modelcontextprotocol/conformance";
@@ -51,6 +55,8 @@ const EXPECTED_FAILURES: &str = "conformance/expected-failures.yaml";
 const AGENT: &str = "conformance";
 /// How long a node may take to come up, and B to learn A's agents.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which endpoint a run targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -158,17 +164,30 @@ pub fn run(args: &ConformanceArgs, root: &Path) -> Result<()> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
 
-    let mut a = DawnNode::start(&layout, "a", true, None)?;
+    let node = |name: &'static str, conformance_agent: bool, peer: Option<String>| NodeSpec {
+        bin_dir: layout.bin.clone(),
+        data_root: layout.nodes.join(name),
+        log: layout.logs.join(format!("node-{name}.log")),
+        name,
+        config: format!(
+            "# Written by cargo xtask conformance.\n[api]\nrequire_token = false\n\n[mcp]\nconformance_agent = {conformance_agent}\n"
+        ),
+        peer,
+        wrapper: Vec::new(),
+        startup_timeout: STARTUP_TIMEOUT,
+        stop_timeout: STOP_TIMEOUT,
+    };
+    let mut a = DawnNode::start(node("a", true, None))?;
     let a_info = a.wait_ready()?;
     println!("node A: {} (API {})", a_info.node_id, a_info.api);
     let mut b = None;
     if targets.contains(&Target::Peer) {
-        let mut node = DawnNode::start(&layout, "b", false, Some(&a_info.dial))?;
-        let info = node.wait_ready()?;
+        let mut b_node = DawnNode::start(node("b", false, Some(a_info.dial.clone())))?;
+        let info = b_node.wait_ready()?;
         println!("node B: {} (API {})", info.node_id, info.api);
-        node.wait_for_remote_agent(&a_info.node_id, AGENT)?;
+        b_node.wait_for_remote_agent(&a_info.node_id, AGENT)?;
         println!("node B knows agent {AGENT} of node A");
-        b = Some((node, info));
+        b = Some((b_node, info));
     }
 
     let mut reports = Vec::new();
@@ -300,227 +319,6 @@ fn install_suite(layout: &Layout) -> Result<Suite> {
         );
     }
     Ok(Suite { node, entry })
-}
-
-/// What the runner needs to know about a started node.
-struct NodeInfo {
-    node_id: String,
-    /// `host:port` of the HTTP API.
-    api: String,
-    /// A multiaddr ending in `/p2p/<node_id>`.
-    dial: String,
-}
-
-/// A `dawn-node` process, stopped when dropped.
-struct DawnNode {
-    name: &'static str,
-    child: Child,
-    data_root: PathBuf,
-    log: PathBuf,
-    cli: PathBuf,
-}
-
-impl DawnNode {
-    fn start(
-        layout: &Layout,
-        name: &'static str,
-        agent: bool,
-        peer: Option<&str>,
-    ) -> Result<DawnNode> {
-        let data_root = layout.nodes.join(name);
-        fs::create_dir_all(&data_root)?;
-        let config = layout.nodes.join(format!("{name}.toml"));
-        fs::write(
-            &config,
-            format!(
-                "# Written by cargo xtask conformance.\n[api]\nrequire_token = false\n\n[mcp]\nconformance_agent = {agent}\n"
-            ),
-        )?;
-        let log = layout.logs.join(format!("node-{name}.log"));
-        let log_file = fs::File::create(&log)?;
-        let mut command = Command::new(layout.bin.join("dawn-node"));
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-root")
-            .arg(&data_root)
-            .args([
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
-        if let Some(peer) = peer {
-            command.args(["--peer", peer]);
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", layout.bin.join("dawn-node").display()))?;
-        Ok(DawnNode {
-            name,
-            child,
-            data_root,
-            log,
-            cli: layout.bin.join("dawn-cli"),
-        })
-    }
-
-    /// Fails with the end of the node's log if it has exited.
-    fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "node {} exited ({status}); end of {}:\n{}",
-                self.name,
-                self.log.display(),
-                tail(&self.log, 30)
-            );
-        }
-        Ok(())
-    }
-
-    /// Runs `dawn-cli --data-root <node> ARGS --json` and parses its output.
-    fn cli_json(&self, args: &[&str]) -> Result<Json> {
-        let output = Command::new(&self.cli)
-            .arg("--data-root")
-            .arg(&self.data_root)
-            .args(args)
-            .arg("--json")
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {}", self.cli.display()))?;
-        if !output.status.success() {
-            bail!(
-                "dawn-cli {} failed ({}): {}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Json::parse(&String::from_utf8_lossy(&output.stdout))
-            .with_context(|| format!("dawn-cli {} printed invalid JSON", args.join(" ")))
-    }
-
-    /// Waits until the node's API answers, and returns its identity.
-    fn wait_ready(&mut self) -> Result<NodeInfo> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut last_error = String::from("api.addr was not written");
-        loop {
-            self.check_alive()?;
-            if let Ok(api) = fs::read_to_string(self.data_root.join("api.addr")) {
-                let api = api.trim().to_owned();
-                if !api.is_empty() {
-                    match self.cli_json(&["status"]) {
-                        Ok(status) => return node_info(&status, api),
-                        Err(e) => last_error = format!("{e:#}"),
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "node {} did not come up within {}s ({last_error}); end of {}:\n{}",
-                    self.name,
-                    STARTUP_TIMEOUT.as_secs(),
-                    self.log.display(),
-                    tail(&self.log, 30)
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits until this node lists `agent` on peer `peer_id`.
-    fn wait_for_remote_agent(&mut self, peer_id: &str, agent: &str) -> Result<()> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            self.check_alive()?;
-            if let Ok(agents) = self.cli_json(&["agents", "--all"])
-                && knows_remote_agent(&agents, peer_id, agent)
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "node {} did not learn agent {agent} of {peer_id} within {}s; end of {}:\n{}",
-                    self.name,
-                    STARTUP_TIMEOUT.as_secs(),
-                    self.log.display(),
-                    tail(&self.log, 30)
-                );
-            }
-            thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// Asks the node to shut down (SIGTERM), then kills it if it lingers.
-    fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for DawnNode {
-    fn drop(&mut self) {
-        if let Err(error) = self.check_alive() {
-            eprintln!("{error:#}");
-            return;
-        }
-        self.stop();
-    }
-}
-
-/// Reads `node_id` and the first listen address from `dawn-cli status --json`.
-fn node_info(status: &Json, api: String) -> Result<NodeInfo> {
-    let node_id = status
-        .get("node_id")
-        .and_then(Json::as_str)
-        .context("status has no node_id")?
-        .to_owned();
-    let dial = status
-        .get("listen_addrs")
-        .map(Json::items)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(Json::as_str)
-        .find(|a| a.ends_with(&format!("/p2p/{node_id}")))
-        .context("status lists no listen address ending in /p2p/<node_id>")?
-        .to_owned();
-    Ok(NodeInfo { node_id, api, dial })
-}
-
-/// Whether `dawn-cli agents --all --json` lists `agent` on `peer_id`.
-fn knows_remote_agent(agents: &Json, peer_id: &str, agent: &str) -> bool {
-    agents
-        .get("remote")
-        .map(Json::items)
-        .unwrap_or_default()
-        .iter()
-        .filter(|p| p.get("peer_id").and_then(Json::as_str) == Some(peer_id))
-        .flat_map(|p| p.get("agents").map(Json::items).unwrap_or_default())
-        .any(|a| a.get("id").and_then(Json::as_str) == Some(agent))
-}
-
-/// The last `lines` lines of a file.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The outcome of one scenario, from its `checks.json`.
@@ -763,30 +561,6 @@ mod tests {
                     )]
                 },
             ]
-        );
-    }
-
-    #[test]
-    fn finds_the_remote_agent_and_the_dial_address() {
-        let agents = Json::parse(
-            r#"{"node_id":"B","local":[],"remote":[{"peer_id":"A","agents":[{"id":"system"},{"id":"conformance"}]}]}"#,
-        )
-        .unwrap();
-        assert!(knows_remote_agent(&agents, "A", "conformance"));
-        assert!(!knows_remote_agent(&agents, "B", "conformance"));
-        assert!(!knows_remote_agent(&agents, "A", "other"));
-
-        let status =
-            Json::parse(r#"{"node_id":"A","listen_addrs":["/ip4/127.0.0.1/tcp/5/p2p/A"]}"#)
-                .unwrap();
-        let info = node_info(&status, "127.0.0.1:9".into()).unwrap();
-        assert_eq!(info.dial, "/ip4/127.0.0.1/tcp/5/p2p/A");
-        assert!(
-            node_info(
-                &Json::parse(r#"{"node_id":"A","listen_addrs":[]}"#).unwrap(),
-                String::new()
-            )
-            .is_err()
         );
     }
 

@@ -15,6 +15,12 @@
 //! systemd/dawn-node.service  systemd/dawn-node.env  systemd/dawn.sysusers
 //! ```
 //!
+//! Before packing, when valgrind is installed and the build is for this
+//! machine (`--layout auto`, the default; `require` or `off` to choose),
+//! `dawn-node` is linked again with the functions a running node executes
+//! placed together at the start of its code, which keeps an idle node's
+//! resident memory small (see `layout.rs` and docs/benchmarks.md).
+//!
 //! The archive's metadata is reproducible: entries sorted by path, every
 //! mtime set to `$SOURCE_DATE_EPOCH` (else the last commit's time, else 0),
 //! uid/gid 0 without names, modes 0755 (directories, binaries) or 0644, and a
@@ -50,7 +56,7 @@ use ring::{
     signature::{Ed25519KeyPair, KeyPair as _},
 };
 
-use crate::{command, tools::target_dir};
+use crate::{command, layout, tools::target_dir};
 
 /// The checksums file's name.
 pub const CHECKSUMS: &str = "SHA256SUMS";
@@ -98,6 +104,23 @@ pub struct DistArgs {
     /// Self-test: dist with a throwaway key, read back, verify, tamper.
     #[arg(long)]
     pub check: bool,
+    /// Function layout of dawn-node (see xtask/src/layout.rs): `auto` does it
+    /// when valgrind is installed and the build is for this machine, `require`
+    /// fails without it, `off` skips it.
+    #[arg(long, value_enum, default_value_t = LayoutMode::Auto)]
+    pub layout: LayoutMode,
+}
+
+/// Whether `dist` links dawn-node with the functions a node runs first.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutMode {
+    /// When valgrind is installed and the target is this machine.
+    #[default]
+    Auto,
+    /// Always; fail if it cannot be done.
+    Require,
+    /// Never.
+    Off,
 }
 
 /// Runs `cargo xtask dist`.
@@ -131,10 +154,60 @@ pub fn run(args: &DistArgs, root: &Path) -> Result<()> {
             None => host_triple()?,
         };
         let bin_dir = build(root, profile, args.target.as_deref(), args.no_build)?;
+        function_layout(args, root, profile, &bin_dir, &target)?;
         let archive = write_archive(root, &bin_dir, &version, &target, &out)?;
         println!("wrote {}", archive.display());
     }
     write_checksums(&out, key.as_ref())?;
+    Ok(())
+}
+
+/// Applies the function layout to the freshly built dawn-node when
+/// `--layout` and the machine allow it.
+fn function_layout(
+    args: &DistArgs,
+    root: &Path,
+    profile: &str,
+    bin_dir: &Path,
+    target: &str,
+) -> Result<()> {
+    let skip = |why: &str| -> Result<()> {
+        if args.layout == LayoutMode::Require {
+            bail!("--layout require: the function layout cannot be done: {why}");
+        }
+        if args.layout == LayoutMode::Auto {
+            println!(
+                "note: no function layout ({why}); an idle dawn-node will map more of its code"
+            );
+        }
+        Ok(())
+    };
+    if args.layout == LayoutMode::Off {
+        return Ok(());
+    }
+    if args.no_build {
+        return skip("--no-build: the binaries were not built here");
+    }
+    if target != host_triple()? {
+        return skip("the training run needs binaries for this machine");
+    }
+    if target != layout::TARGET {
+        return skip(&format!(
+            "only done for {} (rust-lld, the default linker there, takes a symbol ordering file)",
+            layout::TARGET
+        ));
+    }
+    if !layout::available() {
+        return skip("valgrind is not installed");
+    }
+    // The same build command, so the dependencies and dawn-cli are fresh
+    // and only dawn-node is linked again.
+    let relink = |order_file: &Path| {
+        let mut cargo = cargo_build(root, profile, args.target.as_deref());
+        cargo.env(layout::ORDER_ENV, order_file);
+        command::run(&mut cargo)
+    };
+    layout::apply(bin_dir, &target_dir(root).join("layout"), relink)?;
     Ok(())
 }
 
@@ -171,21 +244,28 @@ fn host_triple() -> Result<String> {
 /// Builds the binaries and returns the directory they are in.
 fn build(root: &Path, profile: &str, target: Option<&str>, no_build: bool) -> Result<PathBuf> {
     if !no_build {
-        let mut cargo = command::cargo(root);
-        cargo.args(["build", "--locked", "--profile", profile]);
-        for bin in BINARIES {
-            cargo.args(["-p", bin]);
-        }
-        if let Some(target) = target {
-            cargo.args(["--target", target]);
-        }
-        command::run(&mut cargo)?;
+        command::run(&mut cargo_build(root, profile, target))?;
     }
     let mut dir = target_dir(root);
     if let Some(target) = target {
         dir = dir.join(target);
     }
     Ok(dir.join(if profile == "dev" { "debug" } else { profile }))
+}
+
+/// `cargo build` of the archive's binaries, with a plain link of dawn-node
+/// (no function layout from the caller's environment).
+fn cargo_build(root: &Path, profile: &str, target: Option<&str>) -> Command {
+    let mut cargo = command::cargo(root);
+    cargo.args(["build", "--locked", "--profile", profile]);
+    for bin in BINARIES {
+        cargo.args(["-p", bin]);
+    }
+    if let Some(target) = target {
+        cargo.args(["--target", target]);
+    }
+    cargo.env_remove(layout::ORDER_ENV);
+    cargo
 }
 
 /// One archive member.

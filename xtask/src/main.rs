@@ -19,6 +19,8 @@ mod dockerfile;
 mod docs;
 mod fuzz;
 mod json;
+mod layout;
+mod nodes;
 mod promtool;
 mod tools;
 

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p dawn-core --bench registry_convergence            # 10, 30, 100
 //! cargo bench -p dawn-core --bench registry_convergence -- 30 100  # chosen sizes
+//! cargo bench -p dawn-core --bench registry_convergence -- 0       # idle processes only
 //! ```
 //!
 //! Method, per size N:
@@ -27,14 +28,19 @@
 //!   idling after convergence (heartbeats, gossip control, ping, identify).
 //! - Memory: resident set size of the process (from /proc/self/status)
 //!   after the idle period, minus before the first node, divided by N.
-//! - Idle process: if `target/release/dawn-node` exists (`cargo build
-//!   --release -p dawn-node`), two real processes, the second bootstrapped
-//!   from the first, idle for 15 s; their VmRSS.
+//! - Idle process: if `target/release/dawn-node` exists, two real
+//!   processes, the second bootstrapped from the first, idle for 15 s; their
+//!   VmRSS. After `cargo xtask dist` that binary has the function layout
+//!   (xtask/src/layout.rs) and `target/layout/dawn-node.plain` is the same
+//!   build linked without it: then both are measured, alternately, two
+//!   rounds each, and the ratio is printed. (`cargo build --release -p
+//!   dawn-node` alone gives the plain link.)
+//! - `-- 0` as the only size measures only the idle processes.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -230,21 +236,12 @@ async fn run(n: usize) -> Measured {
     }
 }
 
-/// Two real `dawn-node` processes, idle: their resident memory.
-fn idle_processes(runtime: &tokio::runtime::Runtime) -> Option<(u64, u64)> {
-    let exe = std::env::current_exe().ok()?;
-    // target/release/deps/<bench> -> target/release/dawn-node
-    let node_bin: PathBuf = exe.parent()?.parent()?.join("dawn-node");
-    if !node_bin.exists() {
-        eprintln!(
-            "(skipping the idle process measurement: build {} with `cargo build --release -p dawn-node`)",
-            node_bin.display()
-        );
-        return None;
-    }
+/// Two real `dawn-node` processes of `node_bin`, idle: their resident
+/// memory.
+fn idle_processes(runtime: &tokio::runtime::Runtime, node_bin: &Path) -> Option<(u64, u64)> {
     let dir = tempfile::tempdir().ok()?;
     let spawn = |name: &str, peer: Option<String>| {
-        let mut command = std::process::Command::new(&node_bin);
+        let mut command = std::process::Command::new(node_bin);
         command
             .arg("--data-root")
             .arg(dir.path().join(name))
@@ -302,15 +299,77 @@ fn idle_processes(runtime: &tokio::runtime::Runtime) -> Option<(u64, u64)> {
     Some(rss)
 }
 
+/// The idle-process measurement: the release binary, and the plain link of
+/// the same build when `cargo xtask dist` left one.
+fn idle_memory(runtime: &tokio::runtime::Runtime) {
+    let Some(target) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+    else {
+        return;
+    };
+    // target/release/deps/<bench> -> target/release/dawn-node
+    let release = target.join("release").join("dawn-node");
+    if !release.exists() {
+        eprintln!(
+            "(skipping the idle process measurement: build {} with `cargo xtask dist` or `cargo build --release -p dawn-node`)",
+            release.display()
+        );
+        return;
+    }
+    let plain = target.join("layout").join("dawn-node.plain");
+    let newer = |a: &Path, b: &Path| {
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        modified(a) >= modified(b)
+    };
+    // Only a plain copy from the dist that produced this release binary.
+    if !plain.exists() || !newer(&release, &plain) {
+        if let Some((a, b)) = idle_processes(runtime, &release) {
+            println!(
+                "idle dawn-node processes ({}), 15 s after start, one bootstrapped from the other: VmRSS {a} KiB and {b} KiB",
+                release.display()
+            );
+        }
+        return;
+    }
+    let mut rounds: Vec<(&str, u64, u64)> = Vec::new();
+    for _ in 0..2 {
+        for (name, bin) in [("plain", &plain), ("layout", &release)] {
+            if let Some((a, b)) = idle_processes(runtime, bin) {
+                rounds.push((name, a, b));
+            }
+        }
+    }
+    for (name, a, b) in &rounds {
+        println!(
+            "idle dawn-node processes, {name} link, 15 s after start: VmRSS {a} KiB and {b} KiB"
+        );
+    }
+    let mean = |which: &str| {
+        let values: Vec<u64> = rounds
+            .iter()
+            .filter(|r| r.0 == which)
+            .flat_map(|r| [r.1, r.2])
+            .collect();
+        values.iter().sum::<u64>() as f64 / values.len().max(1) as f64
+    };
+    println!(
+        "idle VmRSS with the function layout: {:.0} KiB vs {:.0} KiB plain ({:.2}x)",
+        mean("layout"),
+        mean("plain"),
+        mean("layout") / mean("plain")
+    );
+}
+
 fn main() {
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() {
-        vec![10, 30, 100]
-    } else {
-        sizes
+    let sizes = match sizes.as_slice() {
+        [] => vec![10, 30, 100],
+        [0] => Vec::new(),
+        _ => sizes,
     };
     if let Some(level) = std::env::var_os("BENCH_LOG") {
         let _ = dawn_observe::logging::init(&dawn_observe::logging::LogSettings {
@@ -342,18 +401,5 @@ fn main() {
             r.rss_per_node_kib
         );
     }
-    if let Some((a, b)) = idle_processes(&runtime) {
-        let profile = std::env::current_exe()
-            .ok()
-            .and_then(|e| {
-                e.parent()?
-                    .parent()?
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-            .unwrap_or_default();
-        println!(
-            "idle dawn-node processes ({profile} build), 15 s after start, one bootstrapped from the other: VmRSS {a} KiB and {b} KiB"
-        );
-    }
+    idle_memory(&runtime);
 }
