@@ -11,11 +11,39 @@ use anyhow::{Context as _, Result, bail};
 
 /// A `cargo` command run from `root`. Uses the same cargo that runs xtask
 /// (`$CARGO`), so toolchain overrides carry over to nested invocations.
+///
+/// The variables `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, ...) are removed: build scripts such as ring's rerun
+/// when they change, so builds started from xtask would otherwise be
+/// another variant of the dependency tree than a plain `cargo test`.
 pub fn cargo(root: &Path) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(cargo);
     command.current_dir(root);
+    for (key, _) in std::env::vars_os() {
+        if set_by_cargo_for_xtask(&key.to_string_lossy()) {
+            command.env_remove(&key);
+        }
+    }
     command
+}
+
+/// Whether `key` is one of the variables Cargo sets for the crate it runs,
+/// as opposed to ones that configure Cargo (`CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...).
+fn set_by_cargo_for_xtask(key: &str) -> bool {
+    [
+        "CARGO_MANIFEST_",
+        "CARGO_PKG_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ]
+    .iter()
+    .any(|prefix| key.starts_with(prefix))
 }
 
 /// Runs `command` with inherited stdin/stdout/stderr after printing it, and
@@ -61,6 +89,31 @@ fn display(command: &Command) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_variables_cargo_sets_for_xtask_are_left_out() {
+        for key in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            assert!(set_by_cargo_for_xtask(key), "{key}");
+        }
+        for key in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_RELEASE_LTO",
+            "CARGO_TERM_COLOR",
+            "RUSTFLAGS",
+        ] {
+            assert!(!set_by_cargo_for_xtask(key), "{key}");
+        }
+    }
 
     #[test]
     fn display_shows_program_name_and_args() {

@@ -43,6 +43,7 @@ use crate::{
     command,
     dockerfile::Dockerfile,
     json::Json,
+    nodes::tail,
     tools::{self, PyTools},
 };
 
@@ -1287,12 +1288,6 @@ fn indent(text: &str) -> String {
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

@@ -188,6 +188,9 @@ fn function_layout(
     if args.no_build {
         return skip("--no-build: the binaries were not built here");
     }
+    if profile == "dev" {
+        return skip("a dev build");
+    }
     if target != host_triple()? {
         return skip("the training run needs binaries for this machine");
     }

@@ -275,8 +275,8 @@ fn knows_remote_agent(agents: &Json, peer_id: &str, agent: &str) -> bool {
         .any(|a| a.get("id").and_then(Json::as_str) == Some(agent))
 }
 
-/// The last `lines` lines of a file.
-fn tail(path: &Path, lines: usize) -> String {
+/// The last `lines` lines of a file (for error messages quoting a log).
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -29,15 +29,7 @@ fn workspace_root() -> PathBuf {
 /// the node and much of its dependencies again in the middle of the test
 /// run, and replace the binary other tests are running.)
 fn fresh_node_bin() -> &'static Path {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(workspace_root())
-        .args(["test", "-q", "--workspace", "--no-run"]);
-    if cli_bin().parent().and_then(Path::file_name) == Some("release".as_ref()) {
-        build.arg("--release");
-    }
-    let status = build
+    let status = common::workspace_test_build()
         .status()
         .expect("cannot run cargo test --workspace --no-run");
     assert!(status.success(), "cargo test --workspace --no-run failed");

@@ -36,19 +36,7 @@ pub fn node_bin() -> &'static Path {
     NODE_BIN.get_or_init(|| {
         let path = cli_bin().with_file_name(format!("dawn-node{}", std::env::consts::EXE_SUFFIX));
         if !path.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut build = Command::new(cargo);
-            // The build `cargo test --workspace` makes (same features, so
-            // nothing else is rebuilt), which includes dawn-node.
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            build
-                .current_dir(root)
-                .args(["test", "-q", "--workspace", "--no-run"]);
-            let profile_dir = cli_bin().parent().and_then(Path::file_name);
-            if profile_dir == Some(OsStr::new("release")) {
-                build.arg("--release");
-            }
-            let status = build
+            let status = workspace_test_build()
                 .status()
                 .expect("cannot run cargo test --workspace --no-run");
             assert!(status.success(), "cargo test --workspace --no-run failed");
@@ -60,6 +48,44 @@ pub fn node_bin() -> &'static Path {
         );
         path
     })
+}
+
+/// `cargo test -q --workspace --no-run` (with `--release` when this test
+/// is a release build): the build `cargo test --workspace` makes, dawn-node
+/// included, so it is a no-op after the test command.
+///
+/// The variables Cargo sets for this test process (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, ...) are removed: build scripts such as ring's rerun
+/// when they differ, and the dependency tree above them would be rebuilt as
+/// another variant.
+pub fn workspace_test_build() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .args(["test", "-q", "--workspace", "--no-run"]);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_for_this_crate = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .iter()
+        .any(|prefix| key.starts_with(prefix));
+        if set_for_this_crate {
+            build.env_remove(key.as_ref());
+        }
+    }
+    if cli_bin().parent().and_then(Path::file_name) == Some(OsStr::new("release")) {
+        build.arg("--release");
+    }
+    build
 }
 
 /// Polls `probe` until it returns `Some`, or panics after `timeout` with
