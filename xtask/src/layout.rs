@@ -31,13 +31,7 @@
 //! docs/benchmarks.md.
 
 use std::{
-    collections::HashSet,
-    ffi::OsString,
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    thread,
-    time::Duration,
+    collections::HashSet, ffi::OsString, fs, path::Path, process::Command, thread, time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -315,11 +309,7 @@ pub fn placement(binary: &Path, functions: &[String]) -> Result<Placement> {
 /// Records, relinks and checks: the whole layout step of `dist` for the
 /// binaries in `bin_dir`. `relink` builds again with [`ORDER_ENV`] set to
 /// the order file it is given.
-pub fn apply(
-    bin_dir: &Path,
-    work: &Path,
-    relink: impl FnOnce(&Path) -> Result<()>,
-) -> Result<PathBuf> {
+pub fn apply(bin_dir: &Path, work: &Path, relink: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let functions = record(bin_dir, work)?;
     let order_file = work.join("dawn-node.order");
     fs::write(&order_file, functions.join("\n") + "\n")
@@ -352,7 +342,7 @@ pub fn apply(
         placed.bytes as f64 / 1_048_576.0,
         placed.span as f64 / 1_048_576.0
     );
-    Ok(order_file)
+    Ok(())
 }
 
 #[cfg(test)]

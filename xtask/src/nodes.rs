@@ -158,22 +158,48 @@ impl DawnNode {
 
     /// Waits until the node's API answers, and returns its identity.
     pub fn wait_ready(&mut self) -> Result<NodeInfo> {
+        self.poll_until("come up", |node| {
+            let api = fs::read_to_string(node.data_root.join("api.addr"))
+                .map(|a| a.trim().to_owned())
+                .unwrap_or_default();
+            if api.is_empty() {
+                return Err("api.addr was not written".into());
+            }
+            let status = node.cli_json(&["status"]).map_err(|e| format!("{e:#}"))?;
+            node_info(&status, api).map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    /// Waits until this node lists `agent` on peer `peer_id`.
+    pub fn wait_for_remote_agent(&mut self, peer_id: &str, agent: &str) -> Result<()> {
+        self.poll_until(&format!("learn agent {agent} of {peer_id}"), |node| {
+            let agents = node
+                .cli_json(&["agents", "--all"])
+                .map_err(|e| format!("{e:#}"))?;
+            knows_remote_agent(&agents, peer_id, agent)
+                .then_some(())
+                .ok_or_else(|| "not listed yet".to_owned())
+        })
+    }
+
+    /// Polls `probe` every 200 ms until it succeeds, for at most the startup
+    /// timeout; fails with the last reason and the end of the node's log,
+    /// or at once if the node exits.
+    fn poll_until<T>(
+        &mut self,
+        what: &str,
+        mut probe: impl FnMut(&DawnNode) -> Result<T, String>,
+    ) -> Result<T> {
         let deadline = Instant::now() + self.startup_timeout;
-        let mut last_error = String::from("api.addr was not written");
         loop {
             self.check_alive()?;
-            if let Ok(api) = fs::read_to_string(self.data_root.join("api.addr")) {
-                let api = api.trim().to_owned();
-                if !api.is_empty() {
-                    match self.cli_json(&["status"]) {
-                        Ok(status) => return node_info(&status, api),
-                        Err(e) => last_error = format!("{e:#}"),
-                    }
-                }
-            }
+            let why = match probe(self) {
+                Ok(value) => return Ok(value),
+                Err(why) => why,
+            };
             if Instant::now() > deadline {
                 bail!(
-                    "node {} did not come up within {}s ({last_error}); end of {}:\n{}",
+                    "node {} did not {what} within {}s ({why}); end of {}:\n{}",
                     self.name,
                     self.startup_timeout.as_secs(),
                     self.log.display(),
@@ -181,29 +207,6 @@ impl DawnNode {
                 );
             }
             thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits until this node lists `agent` on peer `peer_id`.
-    pub fn wait_for_remote_agent(&mut self, peer_id: &str, agent: &str) -> Result<()> {
-        let deadline = Instant::now() + self.startup_timeout;
-        loop {
-            self.check_alive()?;
-            if let Ok(agents) = self.cli_json(&["agents", "--all"])
-                && knows_remote_agent(&agents, peer_id, agent)
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "node {} did not learn agent {agent} of {peer_id} within {}s; end of {}:\n{}",
-                    self.name,
-                    self.startup_timeout.as_secs(),
-                    self.log.display(),
-                    tail(&self.log, 30)
-                );
-            }
-            thread::sleep(Duration::from_millis(250));
         }
     }
 

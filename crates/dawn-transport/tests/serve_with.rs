@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use dawn_transport::{CallUpdate, InboundCall, Transport, TransportConfig, identity::Keypair};
+use dawn_transport::{
+    CallUpdate, InboundCall, InboundCalls, PeerId, Transport, TransportConfig, identity::Keypair,
+};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -17,6 +19,18 @@ fn config() -> TransportConfig {
         connect_timeout: Duration::from_secs(10),
         ..TransportConfig::default()
     }
+}
+
+/// Two transports, A connected to B; B's inbound calls and peer id.
+async fn connected_pair() -> (Transport, Transport, InboundCalls, PeerId) {
+    let (a, _a_calls) = Transport::start(Keypair::generate_ed25519(), config())
+        .await
+        .unwrap();
+    let (b, b_calls) = Transport::start(Keypair::generate_ed25519(), config())
+        .await
+        .unwrap();
+    let peer = a.dial(b.listen_addrs()[0].clone()).await.unwrap();
+    (a, b, b_calls, peer)
 }
 
 /// "echo" answers with the body; "ask" sends the caller a request and
@@ -57,13 +71,7 @@ fn handler(cancelled: tokio::sync::mpsc::Sender<()>) -> impl Fn(InboundCall) + S
 
 #[tokio::test]
 async fn calls_reach_the_handler_including_those_queued_before_it() {
-    let (a, _a_calls) = Transport::start(Keypair::generate_ed25519(), config())
-        .await
-        .unwrap();
-    let (b, b_calls) = Transport::start(Keypair::generate_ed25519(), config())
-        .await
-        .unwrap();
-    let peer = a.dial(b.listen_addrs()[0].clone()).await.unwrap();
+    let (a, b, b_calls, peer) = connected_pair().await;
 
     // A call made before the handler is installed waits in the queue ...
     let early = {
@@ -153,13 +161,7 @@ async fn calls_reach_the_handler_including_those_queued_before_it() {
 /// the plain path: respond, then shut down at once.)
 #[tokio::test(flavor = "current_thread")]
 async fn a_response_sent_while_draining_survives_an_immediate_shutdown() {
-    let (a, _a_calls) = Transport::start(Keypair::generate_ed25519(), config())
-        .await
-        .unwrap();
-    let (b, b_calls) = Transport::start(Keypair::generate_ed25519(), config())
-        .await
-        .unwrap();
-    let peer = a.dial(b.listen_addrs()[0].clone()).await.unwrap();
+    let (a, b, b_calls, peer) = connected_pair().await;
     let server = b.clone();
     b_calls.serve_with(move |call: InboundCall| {
         let server = server.clone();

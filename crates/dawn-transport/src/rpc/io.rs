@@ -36,10 +36,6 @@ impl FrameReader {
     }
 }
 
-/// Splits `stream`, spawns its writer task, and returns the reader plus the
-/// sender feeding the writer. The writer stops when every sender is dropped,
-/// when `stop` is cancelled, or on the first write error (it then cancels
-/// `stop` so the reader side learns the stream is dead).
 /// A frame for a stream's write loop, with an optional acknowledgement sent
 /// once the frame has been flushed to the stream.
 pub(crate) struct Outgoing {
@@ -56,6 +52,10 @@ impl From<Frame> for Outgoing {
     }
 }
 
+/// Splits `stream`, spawns its writer task, and returns the reader plus the
+/// sender feeding the writer. The writer stops when every sender is dropped,
+/// when `stop` is cancelled, or on the first write error (it then cancels
+/// `stop` so the reader side learns the stream is dead).
 pub(crate) fn split_stream(
     stream: Stream,
     max_body: usize,
