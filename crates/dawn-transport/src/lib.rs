@@ -72,7 +72,7 @@ use std::{
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use config::TransportConfig;
 pub use error::{FailureCode, PublishError, RpcError, TransportError};
@@ -93,6 +93,10 @@ use telemetry::SharedRegistries;
 const INBOUND_QUEUE: usize = 1024;
 /// Transport events buffered per subscriber.
 const EVENT_BUFFER: usize = 1024;
+/// How long [`Transport::shutdown`] lets RPC streams write what is already
+/// queued (a peer that stopped reading holds its stream's writer up to this
+/// long) before it closes the connections.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
 /// A handle to a running transport. Cheap to clone.
 #[derive(Clone)]
@@ -107,8 +111,8 @@ struct Inner {
     events: broadcast::Sender<TransportEvent>,
     rpc: Arc<rpc::RpcClient>,
     shutdown: CancellationToken,
-    /// Set by [`Transport::begin_drain`].
-    draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Every RPC stream's writer; [`Transport::shutdown`] waits for them.
+    writers: TaskTracker,
     config: TransportConfig,
     registries: SharedRegistries,
 }
@@ -212,22 +216,24 @@ impl Transport {
             commands: commands_tx.clone(),
         };
         let activity = Arc::new(limits::PeerActivity::default());
+        let writers = TaskTracker::new();
         let rpc = Arc::new(rpc::RpcClient::new(
             control,
             connector,
             config.max_message_size,
             config.connect_timeout,
             activity.clone(),
+            writers.clone(),
         ));
         let shutdown = CancellationToken::new();
         let (calls_tx, inbound_calls) = rpc::CallSink::new(INBOUND_QUEUE);
-        let draining = calls_tx.draining();
         tokio::spawn(rpc::serve_incoming(
             incoming,
             calls_tx,
             config.max_message_size,
             shutdown.clone(),
             activity.clone(),
+            writers.clone(),
         ));
         tokio::spawn(
             SwarmTask::new(
@@ -252,7 +258,7 @@ impl Transport {
                 events,
                 rpc,
                 shutdown,
-                draining,
+                writers,
                 config,
                 registries,
             }),
@@ -568,25 +574,29 @@ impl Transport {
             .await
     }
 
-    /// Starts draining before a graceful shutdown: from now on a response
-    /// to an inbound call ([`InboundCall::respond`] and friends) returns
-    /// only once it is written to the stream, so waiting for the calls in
-    /// flight and then calling [`Transport::shutdown`] does not drop
-    /// responses still queued for writing.
-    pub fn begin_drain(&self) {
-        self.inner
-            .draining
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-
     /// Stops accepting streams, closes every connection (each peer sees an
     /// orderly close) and stops the swarm. Calls still in flight fail.
+    ///
+    /// Frames already queued when it is called (the response of a call that
+    /// finished just before) are still written: every stream's writer gets
+    /// up to [`SHUTDOWN_FLUSH`] to write what it holds before the
+    /// connections close.
     pub async fn shutdown(&self) {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
         self.inner.shutdown.cancel();
         self.inner.rpc.close_all();
+        self.inner.writers.close();
+        if tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.writers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                streams = self.inner.writers.len(),
+                "rpc streams still writing after {SHUTDOWN_FLUSH:?}; closing them"
+            );
+        }
         let (reply, rx) = oneshot::channel();
         if self
             .inner

@@ -733,9 +733,6 @@ impl Node {
         tracing::info!("shutting down");
         shared.emit(NodeEvent::ShuttingDown);
         crate::registry::leave(shared).await;
-        // Responses of the calls in flight must reach the wire before the
-        // transport closes, not just be queued (see Transport::begin_drain).
-        shared.transport.begin_drain();
         shared.calls.close();
         let grace = shared.config.node.shutdown_grace.0;
         if tokio::time::timeout(grace, shared.calls.wait())
@@ -749,6 +746,7 @@ impl Node {
             );
         }
         shared.stop.cancel();
+        // Writes the responses the last calls queued, then disconnects.
         shared.transport.shutdown().await;
         shared.background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), shared.background.wait()).await;

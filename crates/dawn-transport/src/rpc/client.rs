@@ -16,12 +16,12 @@ use futures::{
 };
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     PROTOCOL,
     frame::{Frame, Kind, MAX_AGENT_ID_LEN},
-    io::{FrameReader, Outgoing, split_stream},
+    io::{FrameReader, split_stream},
 };
 use crate::{error::RpcError, limits::PeerActivity, swarm::Connector};
 
@@ -38,6 +38,8 @@ pub(crate) struct RpcClient {
     max_body: usize,
     connect_timeout: Duration,
     activity: Arc<PeerActivity>,
+    /// Where every link's writer runs (see [`split_stream`]).
+    writers: TaskTracker,
 }
 
 struct PendingCall {
@@ -48,7 +50,7 @@ struct PendingCall {
 /// One outbound stream to one peer.
 pub(crate) struct Link {
     peer: PeerId,
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::Sender<Frame>,
     pending: Mutex<HashMap<u64, PendingCall>>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -90,6 +92,7 @@ impl RpcClient {
         max_body: usize,
         connect_timeout: Duration,
         activity: Arc<PeerActivity>,
+        writers: TaskTracker,
     ) -> Self {
         RpcClient {
             control: Mutex::new(control),
@@ -98,6 +101,7 @@ impl RpcClient {
             max_body,
             connect_timeout,
             activity,
+            writers,
         }
     }
 
@@ -161,7 +165,7 @@ impl RpcClient {
             agent: agent.to_owned(),
             body,
         };
-        if link.tx.send(frame.into()).await.is_err() {
+        if link.tx.send(frame).await.is_err() {
             link.close();
             return Err(RpcError::ConnectionLost(peer));
         }
@@ -246,6 +250,7 @@ impl RpcClient {
             self.max_body,
             stop.clone(),
             self.activity.handle(peer),
+            &self.writers,
         );
         let link = Arc::new(Link {
             peer,
@@ -442,7 +447,7 @@ impl OutboundCall {
         }
         self.link
             .tx
-            .send(Frame::EventReply { id: self.id, body }.into())
+            .send(Frame::EventReply { id: self.id, body })
             .await
             .map_err(|_| RpcError::ConnectionLost(self.peer))
     }
@@ -456,7 +461,7 @@ impl OutboundCall {
         self.finished = true;
         let removed = self.link.lock_pending().remove(&self.id).is_some();
         if removed && !self.link.is_closed() {
-            let _ = self.link.tx.try_send(Frame::Cancel { id: self.id }.into());
+            let _ = self.link.tx.try_send(Frame::Cancel { id: self.id });
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio_util::{
     codec::{FramedRead, FramedWrite},
     compat::{Compat, FuturesAsyncReadCompatExt as _, FuturesAsyncWriteCompatExt as _},
     sync::CancellationToken,
+    task::TaskTracker,
 };
 
 use super::frame::{Frame, FrameCodec, FrameError};
@@ -36,32 +37,20 @@ impl FrameReader {
     }
 }
 
-/// A frame for a stream's write loop, with an optional acknowledgement sent
-/// once the frame has been flushed to the stream.
-pub(crate) struct Outgoing {
-    pub(crate) frame: Frame,
-    pub(crate) flushed: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl From<Frame> for Outgoing {
-    fn from(frame: Frame) -> Self {
-        Outgoing {
-            frame,
-            flushed: None,
-        }
-    }
-}
-
-/// Splits `stream`, spawns its writer task, and returns the reader plus the
-/// sender feeding the writer. The writer stops when every sender is dropped,
-/// when `stop` is cancelled, or on the first write error (it then cancels
-/// `stop` so the reader side learns the stream is dead).
+/// Splits `stream`, spawns its writer task on `writers`, and returns the
+/// reader plus the sender feeding the writer. The writer stops when every
+/// sender is dropped, on the first write error (it then cancels `stop` so
+/// the reader side learns the stream is dead), or when `stop` is cancelled
+/// and nothing is left queued: frames sent before the cancellation are still
+/// written, which is what lets [`crate::Transport::shutdown`] wait for
+/// `writers` and lose no response queued just before it.
 pub(crate) fn split_stream(
     stream: Stream,
     max_body: usize,
     stop: CancellationToken,
     activity: ActivityHandle,
-) -> (FrameReader, mpsc::Sender<Outgoing>) {
+    writers: &TaskTracker,
+) -> (FrameReader, mpsc::Sender<Frame>) {
     let (read, write) = stream.split();
     let sizes = RpcSizeMetrics::new();
     let reader = FrameReader {
@@ -71,37 +60,36 @@ pub(crate) fn split_stream(
     };
     let writer = FramedWrite::new(write.compat_write(), FrameCodec::new(max_body));
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    tokio::spawn(write_loop(rx, writer, stop, activity, sizes));
+    writers.spawn(write_loop(rx, writer, stop, activity, sizes));
     (reader, tx)
 }
 
 async fn write_loop(
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut rx: mpsc::Receiver<Frame>,
     mut sink: FramedWrite<Compat<futures::io::WriteHalf<Stream>>, FrameCodec>,
     stop: CancellationToken,
     activity: ActivityHandle,
     sizes: RpcSizeMetrics,
 ) {
-    let mut acks = Vec::new();
     loop {
         let first = tokio::select! {
+            // Queued frames first: once `stop` is cancelled, what was sent
+            // before is still written, then the loop ends.
             biased;
             frame = rx.recv() => frame,
             () = stop.cancelled() => None,
         };
         let Some(first) = first else { break };
-        sizes.outbound(&first.frame);
-        acks.extend(first.flushed);
-        if let Err(error) = sink.feed(first.frame).await {
+        sizes.outbound(&first);
+        if let Err(error) = sink.feed(first).await {
             tracing::debug!(%error, "rpc stream write failed");
             stop.cancel();
             return;
         }
         // Batch everything already queued, then flush once.
-        while let Ok(next) = rx.try_recv() {
-            sizes.outbound(&next.frame);
-            acks.extend(next.flushed);
-            if let Err(error) = sink.feed(next.frame).await {
+        while let Ok(frame) = rx.try_recv() {
+            sizes.outbound(&frame);
+            if let Err(error) = sink.feed(frame).await {
                 tracing::debug!(%error, "rpc stream write failed");
                 stop.cancel();
                 return;
@@ -111,9 +99,6 @@ async fn write_loop(
             tracing::debug!(%error, "rpc stream flush failed");
             stop.cancel();
             return;
-        }
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
         }
         activity.touch();
     }

@@ -2,27 +2,21 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use libp2p::{PeerId, Stream};
+use libp2p::PeerId;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     frame::{Frame, Kind},
-    io::{FrameReader, Outgoing, split_stream},
+    io::{FrameReader, split_stream},
 };
-use crate::{
-    error::FailureCode,
-    limits::{ActivityHandle, PeerActivity},
-};
+use crate::{error::FailureCode, limits::PeerActivity};
 
 /// Replies to mid-call requests queued per call.
 const REPLY_QUEUE: usize = 16;
@@ -93,9 +87,6 @@ impl InboundCalls {
 pub(crate) struct CallSink {
     queue: mpsc::Sender<InboundCall>,
     handler: Arc<OnceLock<InboundHandler>>,
-    /// Set when the node starts draining (graceful shutdown): responses
-    /// are then flushed before their call counts as finished.
-    draining: Arc<AtomicBool>,
 }
 
 impl CallSink {
@@ -107,15 +98,9 @@ impl CallSink {
             CallSink {
                 queue,
                 handler: handler.clone(),
-                draining: Arc::new(AtomicBool::new(false)),
             },
             InboundCalls::new(rx, handler),
         )
-    }
-
-    /// The flag [`crate::Transport::begin_drain`] sets.
-    pub(crate) fn draining(&self) -> Arc<AtomicBool> {
-        self.draining.clone()
     }
 
     async fn deliver(&self, call: InboundCall) {
@@ -149,13 +134,15 @@ fn lock(map: &InflightMap) -> std::sync::MutexGuard<'_, HashMap<u64, Inflight>> 
     map.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Accepts inbound Dawn RPC streams until the transport shuts down.
+/// Accepts inbound Dawn RPC streams until the transport shuts down; each
+/// stream's writer runs on `writers`.
 pub(crate) async fn serve_incoming(
     mut incoming: libp2p_stream::IncomingStreams,
     calls: CallSink,
     max_body: usize,
     shutdown: CancellationToken,
     activity: Arc<PeerActivity>,
+    writers: TaskTracker,
 ) {
     loop {
         let next = tokio::select! {
@@ -164,26 +151,33 @@ pub(crate) async fn serve_incoming(
             next = incoming.next() => next,
         };
         let Some((peer, stream)) = next else { break };
+        let stop = shutdown.child_token();
+        let (reader, tx) = split_stream(
+            stream,
+            max_body,
+            stop.clone(),
+            activity.handle(peer),
+            &writers,
+        );
         tokio::spawn(serve_stream(
             peer,
-            stream,
+            reader,
+            tx,
             calls.clone(),
             max_body,
-            shutdown.child_token(),
-            activity.handle(peer),
+            stop,
         ));
     }
 }
 
 async fn serve_stream(
     peer: PeerId,
-    stream: Stream,
+    mut reader: FrameReader,
+    tx: mpsc::Sender<Frame>,
     calls: CallSink,
     max_body: usize,
     stop: CancellationToken,
-    activity: ActivityHandle,
 ) {
-    let (mut reader, tx): (FrameReader, _) = split_stream(stream, max_body, stop.clone(), activity);
     let inflight: InflightMap = Arc::new(Mutex::new(HashMap::new()));
     tracing::debug!(%peer, "serving an inbound rpc stream");
     loop {
@@ -224,11 +218,11 @@ async fn serve_stream(
                 };
                 if duplicate {
                     let _ = tx
-                        .send(Outgoing::from(Frame::Failure {
+                        .send(Frame::Failure {
                             id,
                             code: FailureCode::ProtocolViolation,
                             message: "call id already in flight".into(),
-                        }))
+                        })
                         .await;
                     continue;
                 }
@@ -242,7 +236,6 @@ async fn serve_stream(
                     responder: Responder {
                         id,
                         tx: tx.clone(),
-                        draining: calls.draining.clone(),
                         inflight: inflight.clone(),
                         max_body,
                         done: false,
@@ -268,13 +261,13 @@ async fn serve_stream(
             } => {
                 tracing::debug!(%peer, id, len, "refusing an oversized request");
                 let _ = tx
-                    .send(Outgoing::from(Frame::Failure {
+                    .send(Frame::Failure {
                         id,
                         code: FailureCode::MessageTooLarge,
                         message: format!(
                             "request of {len} bytes exceeds the maximum message size of {max_body} bytes"
                         ),
-                    }))
+                    })
                     .await;
             }
             Frame::Oversized {
@@ -308,8 +301,7 @@ fn other_kind(frame: &Frame) -> &'static str {
 /// Sends the one final frame of a call.
 struct Responder {
     id: u64,
-    tx: mpsc::Sender<Outgoing>,
-    draining: Arc<AtomicBool>,
+    tx: mpsc::Sender<Frame>,
     inflight: InflightMap,
     max_body: usize,
     done: bool,
@@ -319,21 +311,7 @@ impl Responder {
     async fn finish(mut self, frame: Frame) {
         self.done = true;
         lock(&self.inflight).remove(&self.id);
-        if self.draining.load(Ordering::Acquire) {
-            // Draining: the call is finished only once its response is on
-            // the stream, so shutting the transport down after the last
-            // call cannot drop a response still queued for writing.
-            let (ack, flushed) = tokio::sync::oneshot::channel();
-            let outgoing = Outgoing {
-                frame,
-                flushed: Some(ack),
-            };
-            if self.tx.send(outgoing).await.is_ok() {
-                let _ = flushed.await;
-            }
-        } else {
-            let _ = self.tx.send(frame.into()).await;
-        }
+        let _ = self.tx.send(frame).await;
     }
 
     fn checked(&self, body: Bytes) -> Frame {
@@ -357,11 +335,11 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if !self.done {
             lock(&self.inflight).remove(&self.id);
-            let _ = self.tx.try_send(Outgoing::from(Frame::Failure {
+            let _ = self.tx.try_send(Frame::Failure {
                 id: self.id,
                 code: FailureCode::Internal,
                 message: "the call was dropped without a response".into(),
-            }));
+            });
         }
     }
 }
@@ -458,7 +436,7 @@ impl InboundCall {
 #[derive(Clone)]
 pub struct EventSender {
     id: u64,
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::Sender<Frame>,
     max_body: usize,
     inflight: InflightMap,
 }
@@ -491,7 +469,7 @@ impl EventSender {
             return false;
         }
         self.tx
-            .send(Frame::Event { id: self.id, body }.into())
+            .send(Frame::Event { id: self.id, body })
             .await
             .is_ok()
     }
