@@ -155,6 +155,9 @@ impl Transport {
         }
         let peers: SharedPeers = Arc::new(RwLock::new(PeerTable::default()));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        // Everything else the swarm does meanwhile is kept for the swarm
+        // task: libp2p reports an mDNS peer or an inbound connection once.
+        let mut early_events = Vec::new();
         let bind = async {
             use futures::StreamExt as _;
             use libp2p::swarm::SwarmEvent;
@@ -191,7 +194,7 @@ impl Transport {
                             });
                         }
                     }
-                    _ => {}
+                    other => early_events.push(other),
                 }
             }
             Ok(())
@@ -245,6 +248,7 @@ impl Transport {
                     metrics,
                     registries: registries.clone(),
                     activity,
+                    early_events,
                 },
                 &config,
             )

@@ -330,6 +330,10 @@ pub(crate) struct SwarmTaskParts {
     pub(crate) metrics: Metrics,
     pub(crate) registries: SharedRegistries,
     pub(crate) activity: std::sync::Arc<PeerActivity>,
+    /// Events the swarm produced while [`crate::Transport::start`] waited
+    /// for its listeners (an mDNS answer, an early inbound connection):
+    /// handled first, so none is lost.
+    pub(crate) early_events: Vec<SwarmEvent<BehaviourEvent>>,
 }
 
 impl SwarmTask {
@@ -338,7 +342,7 @@ impl SwarmTask {
         parts: SwarmTaskParts,
         config: &TransportConfig,
     ) -> Self {
-        SwarmTask {
+        let mut task = SwarmTask {
             swarm,
             commands: parts.commands,
             peers: parts.peers,
@@ -359,7 +363,11 @@ impl SwarmTask {
             gossip_max_message_size: config.gossip_max_message_size,
             kad_bootstrapped: false,
             kad_reported: HashMap::new(),
+        };
+        for event in parts.early_events {
+            task.on_event(event);
         }
+        task
     }
 
     pub(crate) async fn run(mut self) {
