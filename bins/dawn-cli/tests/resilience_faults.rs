@@ -167,7 +167,10 @@ impl NodeProcess {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            addr_file.exists().then_some(())
+            // api.addr is written while the node starts; the banner with
+            // the peer id (read by `peer_id`) is printed once it has.
+            let banner = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("peer id:"));
+            (addr_file.exists() && banner).then_some(())
         })
         .await;
     }
