@@ -94,8 +94,8 @@ const INBOUND_QUEUE: usize = 1024;
 /// Transport events buffered per subscriber.
 const EVENT_BUFFER: usize = 1024;
 /// How long [`Transport::shutdown`] lets RPC streams write what is already
-/// queued (a peer that stopped reading holds its stream's writer up to this
-/// long) before it closes the connections.
+/// queued and waits for the callers to read it (a peer that stops reading
+/// holds the shutdown up to this long) before it closes the connections.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
 /// A handle to a running transport. Cheap to clone.
@@ -111,8 +111,9 @@ struct Inner {
     events: broadcast::Sender<TransportEvent>,
     rpc: Arc<rpc::RpcClient>,
     shutdown: CancellationToken,
-    /// Every RPC stream's writer; [`Transport::shutdown`] waits for them.
-    writers: TaskTracker,
+    /// Every RPC stream's writer and inbound reader; [`Transport::shutdown`]
+    /// waits for them.
+    streams: TaskTracker,
     config: TransportConfig,
     registries: SharedRegistries,
 }
@@ -219,14 +220,14 @@ impl Transport {
             commands: commands_tx.clone(),
         };
         let activity = Arc::new(limits::PeerActivity::default());
-        let writers = TaskTracker::new();
+        let streams = TaskTracker::new();
         let rpc = Arc::new(rpc::RpcClient::new(
             control,
             connector,
             config.max_message_size,
             config.connect_timeout,
             activity.clone(),
-            writers.clone(),
+            streams.clone(),
         ));
         let shutdown = CancellationToken::new();
         let (calls_tx, inbound_calls) = rpc::CallSink::new(INBOUND_QUEUE);
@@ -236,7 +237,7 @@ impl Transport {
             config.max_message_size,
             shutdown.clone(),
             activity.clone(),
-            writers.clone(),
+            streams.clone(),
         ));
         tokio::spawn(
             SwarmTask::new(
@@ -262,7 +263,7 @@ impl Transport {
                 events,
                 rpc,
                 shutdown,
-                writers,
+                streams,
                 config,
                 registries,
             }),
@@ -582,23 +583,24 @@ impl Transport {
     /// orderly close) and stops the swarm. Calls still in flight fail.
     ///
     /// Frames already queued when it is called (the response of a call that
-    /// finished just before) are still written: every stream's writer gets
-    /// up to [`SHUTDOWN_FLUSH`] to write what it holds before the
-    /// connections close.
+    /// finished just before) are still delivered: every stream writes what
+    /// it holds and closes its side, and each inbound stream waits until its
+    /// caller has read everything and closed its side too, within
+    /// [`SHUTDOWN_FLUSH`] in all; only then do the connections close.
     pub async fn shutdown(&self) {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
         self.inner.shutdown.cancel();
         self.inner.rpc.close_all();
-        self.inner.writers.close();
-        if tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.writers.wait())
+        self.inner.streams.close();
+        if tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.streams.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                streams = self.inner.writers.len(),
-                "rpc streams still writing after {SHUTDOWN_FLUSH:?}; closing them"
+                streams = self.inner.streams.len(),
+                "rpc streams still open after {SHUTDOWN_FLUSH:?}; closing them"
             );
         }
         let (reply, rx) = oneshot::channel();

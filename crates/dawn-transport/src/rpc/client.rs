@@ -39,7 +39,7 @@ pub(crate) struct RpcClient {
     connect_timeout: Duration,
     activity: Arc<PeerActivity>,
     /// Where every link's writer runs (see [`split_stream`]).
-    writers: TaskTracker,
+    streams: TaskTracker,
 }
 
 struct PendingCall {
@@ -92,7 +92,7 @@ impl RpcClient {
         max_body: usize,
         connect_timeout: Duration,
         activity: Arc<PeerActivity>,
-        writers: TaskTracker,
+        streams: TaskTracker,
     ) -> Self {
         RpcClient {
             control: Mutex::new(control),
@@ -101,7 +101,7 @@ impl RpcClient {
             max_body,
             connect_timeout,
             activity,
-            writers,
+            streams,
         }
     }
 
@@ -250,7 +250,7 @@ impl RpcClient {
             self.max_body,
             stop.clone(),
             self.activity.handle(peer),
-            &self.writers,
+            &self.streams,
         );
         let link = Arc::new(Link {
             peer,

@@ -37,19 +37,19 @@ impl FrameReader {
     }
 }
 
-/// Splits `stream`, spawns its writer task on `writers`, and returns the
+/// Splits `stream`, spawns its writer task on `streams`, and returns the
 /// reader plus the sender feeding the writer. The writer stops when every
 /// sender is dropped, on the first write error (it then cancels `stop` so
 /// the reader side learns the stream is dead), or when `stop` is cancelled
 /// and nothing is left queued: frames sent before the cancellation are still
 /// written, which is what lets [`crate::Transport::shutdown`] wait for
-/// `writers` and lose no response queued just before it.
+/// `streams` and lose no response queued just before it.
 pub(crate) fn split_stream(
     stream: Stream,
     max_body: usize,
     stop: CancellationToken,
     activity: ActivityHandle,
-    writers: &TaskTracker,
+    streams: &TaskTracker,
 ) -> (FrameReader, mpsc::Sender<Frame>) {
     let (read, write) = stream.split();
     let sizes = RpcSizeMetrics::new();
@@ -60,7 +60,7 @@ pub(crate) fn split_stream(
     };
     let writer = FramedWrite::new(write.compat_write(), FrameCodec::new(max_body));
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    writers.spawn(write_loop(rx, writer, stop, activity, sizes));
+    streams.spawn(write_loop(rx, writer, stop, activity, sizes));
     (reader, tx)
 }
 

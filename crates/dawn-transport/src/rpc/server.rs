@@ -135,14 +135,14 @@ fn lock(map: &InflightMap) -> std::sync::MutexGuard<'_, HashMap<u64, Inflight>> 
 }
 
 /// Accepts inbound Dawn RPC streams until the transport shuts down; each
-/// stream's writer runs on `writers`.
+/// stream's reader and writer run on `streams`.
 pub(crate) async fn serve_incoming(
     mut incoming: libp2p_stream::IncomingStreams,
     calls: CallSink,
     max_body: usize,
     shutdown: CancellationToken,
     activity: Arc<PeerActivity>,
-    writers: TaskTracker,
+    streams: TaskTracker,
 ) {
     loop {
         let next = tokio::select! {
@@ -157,15 +157,16 @@ pub(crate) async fn serve_incoming(
             max_body,
             stop.clone(),
             activity.handle(peer),
-            &writers,
+            &streams,
         );
-        tokio::spawn(serve_stream(
+        streams.spawn(serve_stream(
             peer,
             reader,
             tx,
             calls.clone(),
             max_body,
             stop,
+            shutdown.clone(),
         ));
     }
 }
@@ -177,6 +178,7 @@ async fn serve_stream(
     calls: CallSink,
     max_body: usize,
     stop: CancellationToken,
+    shutdown: CancellationToken,
 ) {
     let inflight: InflightMap = Arc::new(Mutex::new(HashMap::new()));
     tracing::debug!(%peer, "serving an inbound rpc stream");
@@ -280,10 +282,23 @@ async fn serve_stream(
             }
         }
     }
-    // The caller is gone: stop all work it started.
+    // The caller is gone, or this node is: stop all work it started.
     stop.cancel();
     for (_, entry) in lock(&inflight).drain() {
         entry.cancel.cancel();
+    }
+    drop(tx);
+    if shutdown.is_cancelled() {
+        // The transport is shutting down. The writer writes what is queued
+        // and closes its half of the stream; the caller reads up to that
+        // close and closes its half. Reading until then means the caller has
+        // every response before the connection closes: a connection closed
+        // with the caller's frames still unread is reset, and a reset can
+        // lose data still in flight to the caller.
+        let _ = tokio::time::timeout(crate::SHUTDOWN_FLUSH, async {
+            while let Some(Ok(_)) = reader.next().await {}
+        })
+        .await;
     }
     tracing::debug!(%peer, "inbound rpc stream closed");
 }
