@@ -5,14 +5,19 @@
 //! `audit.jsonl` names a different file than the one being read), the old
 //! file is drained and the follower moves to the next file in chain order.
 //! The writer finishes every write to a file before renaming it, so nothing
-//! is missed. Records are tracked by sequence number, so each is yielded
-//! once. Hashes are not checked here; use [`verify`](super::verify). When
-//! catching up (for example from sequence number 1) each file is read whole
-//! into memory, which rotation bounds.
+//! is missed. A rotation can also rename `audit.jsonl` between listing the
+//! directory and opening the file: then the path is missing for a moment, or
+//! already names a later file. Either way the follower lists the directory
+//! again (or waits for the next poll) instead of failing or skipping the
+//! renamed file. Records are tracked by sequence number, so each is yielded
+//! once. A missing log directory is an error. Hashes are not checked here;
+//! use [`verify`](super::verify). When catching up (for example from
+//! sequence number 1) each file is read whole into memory, which rotation
+//! bounds.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -26,6 +31,10 @@ use super::tail::AuditFilter;
 
 /// How often a follower looks for new records unless told otherwise.
 pub const DEFAULT_FOLLOW_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often one poll lists the directory again when rotations keep racing
+/// with opening a file; after that the next poll tries again.
+const RACE_RETRIES: usize = 8;
 
 /// A file being followed.
 struct FollowedFile {
@@ -196,52 +205,89 @@ impl AuditFollower {
 
     /// The file after `(dev, ino)` in chain order, if one exists yet.
     fn file_after(&self, dev: u64, ino: u64) -> Result<Option<FollowedFile>, AuditError> {
-        let paths = self.chain_order()?;
-        let position = paths.iter().position(|path| {
-            fs::metadata(path)
-                .map(|meta| meta.dev() == dev && meta.ino() == ino)
-                .unwrap_or(false)
-        });
-        match position {
-            Some(index) => match paths.get(index + 1) {
-                Some(path) => open_followed(path).map(Some),
-                None => Ok(None),
-            },
-            // The file is gone (deleted by someone): find our place again.
-            None => self.open_for(self.next_seq),
+        for _ in 0..RACE_RETRIES {
+            let listing = self.listing()?;
+            let paths = listing.in_order();
+            let position = paths.iter().position(|path| {
+                fs::metadata(path)
+                    .map(|meta| meta.dev() == dev && meta.ino() == ino)
+                    .unwrap_or(false)
+            });
+            let Some(index) = position else {
+                // The file is gone (deleted by someone): find our place again.
+                return self.open_for(self.next_seq);
+            };
+            let Some(path) = paths.get(index + 1) else {
+                return Ok(None);
+            };
+            if let Some(next) = self.open_listed(&listing, path)? {
+                return Ok(Some(next));
+            }
         }
+        Ok(None)
     }
 
     /// Opens the file that holds `seq`: the last one whose first record is at
     /// or before `seq` (the first file if all start later; an empty active
     /// file if there are no records yet).
     fn open_for(&self, seq: u64) -> Result<Option<FollowedFile>, AuditError> {
-        let paths = self.chain_order()?;
-        let mut chosen: Option<&PathBuf> = None;
-        let mut first_non_empty: Option<&PathBuf> = None;
-        for path in &paths {
-            let first =
-                files::read_first_line(path).map_err(|e| AuditError::io("read", path, e))?;
-            let Some(first) = first else { continue };
-            first_non_empty.get_or_insert(path);
-            let Ok(entry) = chain::parse_line(&first) else {
-                continue;
+        'listing: for _ in 0..RACE_RETRIES {
+            let listing = self.listing()?;
+            let paths = listing.in_order();
+            let mut chosen: Option<&PathBuf> = None;
+            let mut first_non_empty: Option<&PathBuf> = None;
+            for path in &paths {
+                let first = match files::read_first_line(path) {
+                    Ok(first) => first,
+                    // Renamed by a rotation (or deleted) since the listing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'listing,
+                    Err(e) => return Err(AuditError::io("read", path, e)),
+                };
+                let Some(first) = first else { continue };
+                first_non_empty.get_or_insert(path);
+                let Ok(entry) = chain::parse_line(&first) else {
+                    continue;
+                };
+                if entry.seq <= seq {
+                    chosen = Some(path);
+                }
+            }
+            let Some(path) = chosen.or(first_non_empty).or_else(|| paths.last()) else {
+                return Ok(None);
             };
-            if entry.seq <= seq {
-                chosen = Some(path);
+            if let Some(file) = self.open_listed(&listing, path)? {
+                return Ok(Some(file));
             }
         }
-        let chosen = chosen.or(first_non_empty).or_else(|| paths.last()).cloned();
-        chosen.map(|path| open_followed(&path)).transpose()
+        Ok(None)
     }
 
-    fn chain_order(&self) -> Result<Vec<PathBuf>, AuditError> {
-        if !self.dir.is_dir() {
-            return Ok(Vec::new());
+    /// Opens `path`, chosen from `listing`; `None` if a rotation (or a
+    /// deletion) since the listing makes the choice stale: list again.
+    ///
+    /// Rotated files keep their names, but `audit.jsonl` is renamed by every
+    /// rotation: it may be missing (renamed, its successor not created yet)
+    /// or name a later file than the one listed, whose records come after
+    /// those of the renamed one. A rotation always adds a rotated file, so an
+    /// unchanged set of rotated files after opening proves the opened file is
+    /// the one listed.
+    fn open_listed(
+        &self,
+        listing: &files::LogFiles,
+        path: &Path,
+    ) -> Result<Option<FollowedFile>, AuditError> {
+        let Some(file) = open_if_exists(path)? else {
+            return Ok(None);
+        };
+        if listing.active.as_deref() == Some(path) && self.listing()?.rotated != listing.rotated {
+            return Ok(None);
         }
-        files::list(&self.dir)
-            .map(|log_files| log_files.in_order())
-            .map_err(|e| AuditError::io("list", &self.dir, e))
+        Ok(Some(file))
+    }
+
+    /// The log files of the directory; a missing directory is an error.
+    fn listing(&self) -> Result<files::LogFiles, AuditError> {
+        files::list(&self.dir).map_err(|e| AuditError::io("list", &self.dir, e))
     }
 }
 
@@ -264,19 +310,26 @@ impl Iterator for AuditFollower {
     }
 }
 
-fn open_followed(path: &Path) -> Result<FollowedFile, AuditError> {
-    let file = File::open(path).map_err(|e| AuditError::io("open", path, e))?;
+/// Opens `path` for following; `None` if it does not exist.
+fn open_if_exists(path: &Path) -> Result<Option<FollowedFile>, AuditError> {
+    #[cfg(test)]
+    tests::before_open(path);
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AuditError::io("open", path, e)),
+    };
     let meta = file
         .metadata()
         .map_err(|e| AuditError::io("inspect", path, e))?;
-    Ok(FollowedFile {
+    Ok(Some(FollowedFile {
         file,
         path: path.to_path_buf(),
         dev: meta.dev(),
         ino: meta.ino(),
         partial: Vec::new(),
         lines_read: 0,
-    })
+    }))
 }
 
 /// The sequence number of the last complete record of the log, if any.
@@ -303,4 +356,163 @@ fn last_seq(dir: &Path) -> Result<Option<u64>, AuditError> {
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rotations that land between listing the directory and opening a file,
+    //! made deterministic with a hook that runs right before the open.
+
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::audit::{AuditEvent, AuditLog, AuditRecord};
+
+    type Hook = Box<dyn FnOnce(&Path)>;
+
+    thread_local! {
+        static BEFORE_OPEN: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs (once) the hook this thread set with [`on_next_open`].
+    pub(super) fn before_open(path: &Path) {
+        if let Some(hook) = BEFORE_OPEN.with(|hook| hook.borrow_mut().take()) {
+            hook(path);
+        }
+    }
+
+    /// Runs `hook` right before the follower next opens a file.
+    fn on_next_open(hook: impl FnOnce(&Path) + 'static) {
+        BEFORE_OPEN.with(|slot| *slot.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    fn record(i: u64) -> AuditRecord {
+        AuditRecord::new(AuditEvent::CallDenied)
+            .peer(format!("peer-{i}"))
+            .reason(format!("reason {i}"))
+    }
+
+    const BIG: u64 = 1 << 30;
+
+    /// A log directory with records `1..=n` in `audit.jsonl` (no writer
+    /// open), and the size of that file.
+    fn log_with(n: u64) -> (tempfile::TempDir, PathBuf, u64) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("audit");
+        let log = AuditLog::open(&dir, BIG).unwrap();
+        for i in 1..=n {
+            log.append(&record(i)).unwrap();
+        }
+        let size = fs::metadata(dir.join(ACTIVE_FILE)).unwrap().len();
+        (root, dir, size)
+    }
+
+    fn seqs(follower: &mut AuditFollower) -> Vec<u64> {
+        follower.poll().unwrap().iter().map(|e| e.seq).collect()
+    }
+
+    /// What a rotation does before it creates the new active file.
+    fn rename_active(dir: &Path, n: u64) {
+        fs::rename(dir.join(ACTIVE_FILE), dir.join(files::rotated_name(n))).unwrap();
+    }
+
+    #[test]
+    fn active_file_renamed_before_the_first_open_is_found_under_its_new_name() {
+        let (_root, dir, _) = log_with(3);
+        let mut follower = AuditFollower::from_seq(&dir, 1, AuditFilter::all());
+        let hook_dir = dir.clone();
+        on_next_open(move |path| {
+            assert!(path.ends_with(ACTIVE_FILE));
+            rename_active(&hook_dir, 1);
+        });
+        assert_eq!(seqs(&mut follower), [1, 2, 3]);
+        assert!(follower.poll().unwrap().is_empty());
+
+        // The writer creates the new active file and goes on.
+        let log = AuditLog::open(&dir, BIG).unwrap();
+        log.append(&record(4)).unwrap();
+        assert_eq!(seqs(&mut follower), [4]);
+    }
+
+    #[test]
+    fn active_file_renamed_before_moving_to_it_is_found_under_its_new_name() {
+        let (_root, dir, size) = log_with(3);
+        let mut follower = AuditFollower::from_seq(&dir, 1, AuditFilter::all());
+        assert_eq!(seqs(&mut follower), [1, 2, 3]);
+        // A rotation: 4 goes to the next file, which is then renamed too
+        // while the follower is about to open it.
+        let log = AuditLog::open(&dir, size).unwrap();
+        log.append(&record(4)).unwrap();
+        drop(log);
+        let hook_dir = dir.clone();
+        on_next_open(move |path| {
+            assert!(path.ends_with(ACTIVE_FILE));
+            rename_active(&hook_dir, 2);
+        });
+        assert_eq!(seqs(&mut follower), [4]);
+        assert!(follower.poll().unwrap().is_empty());
+
+        let log = AuditLog::open(&dir, BIG).unwrap();
+        log.append(&record(5)).unwrap();
+        assert_eq!(seqs(&mut follower), [5]);
+    }
+
+    #[test]
+    fn a_whole_rotation_before_the_first_open_skips_nothing() {
+        let (_root, dir, size) = log_with(3);
+        let mut follower = AuditFollower::from_seq(&dir, 1, AuditFilter::all());
+        // Room for four records of this size: the fifth starts a new file.
+        let log = AuditLog::open(&dir, size * 3 / 2).unwrap();
+        on_next_open(move |path| {
+            assert!(path.ends_with(ACTIVE_FILE));
+            for i in 4..=5 {
+                log.append(&record(i)).unwrap();
+            }
+        });
+        assert_eq!(seqs(&mut follower), [1, 2, 3, 4, 5]);
+        assert!(dir.join(files::rotated_name(1)).exists());
+    }
+
+    #[test]
+    fn a_whole_rotation_before_moving_to_the_next_file_skips_nothing() {
+        let (_root, dir, size) = log_with(3);
+        let mut follower = AuditFollower::from_seq(&dir, 1, AuditFilter::all());
+        assert_eq!(seqs(&mut follower), [1, 2, 3]);
+        let log = std::sync::Arc::new(AuditLog::open(&dir, size * 3 / 2).unwrap());
+        for i in 4..=5 {
+            log.append(&record(i)).unwrap();
+        }
+        // The follower lists 5's file as the next one; before it opens it,
+        // that file fills up and is rotated as well.
+        let hook_log = std::sync::Arc::clone(&log);
+        on_next_open(move |path| {
+            assert!(path.ends_with(ACTIVE_FILE));
+            for i in 6..=9 {
+                hook_log.append(&record(i)).unwrap();
+            }
+        });
+        assert_eq!(seqs(&mut follower), [4, 5, 6, 7, 8, 9]);
+        assert!(dir.join(files::rotated_name(2)).exists());
+        log.append(&record(10)).unwrap();
+        assert_eq!(seqs(&mut follower), [10]);
+    }
+
+    #[test]
+    fn a_missing_log_directory_is_an_error() {
+        let (root, dir, _) = log_with(1);
+        let mut follower = AuditFollower::from_seq(&dir, 1, AuditFilter::all());
+        assert_eq!(seqs(&mut follower), [1]);
+        fs::remove_dir_all(&dir).unwrap();
+        for mut follower in [
+            follower,
+            AuditFollower::from_seq(&root.path().join("nowhere"), 1, AuditFilter::all()),
+        ] {
+            let error = follower.poll().unwrap_err();
+            assert!(
+                matches!(&error, AuditError::Io { operation: "list", source, .. }
+                    if source.kind() == io::ErrorKind::NotFound),
+                "{error:?}"
+            );
+        }
+    }
 }
