@@ -374,6 +374,65 @@ async fn scheduled_backups_run_and_keep_the_newest() {
     );
 }
 
+/// A scheduled backup still writing when the node shuts down holds the node's database: shutdown
+/// waits for it (it used to give up after 5 s, release the data directory and return with the
+/// database still open, so a node restarted in the same process failed with `Store(Locked)`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_running_scheduled_backup_and_closes_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let mut cfg = config(&root);
+    cfg.backup.interval = dawn_core::config::HumanDuration::secs(1);
+    cfg.backup.dir = Some(dir.path().join("backups"));
+    let node = NodeBuilder::new(cfg.clone()).start().await.unwrap();
+    // A rotated audit file that is a FIFO: the backup blocks opening it until a writer does.
+    let fifo = root.join("audit").join("audit.000001.jsonl");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !node.backup_status().running {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backup started: {:?}",
+            node.backup_status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let stopping = node.clone();
+    let mut shutdown = tokio::spawn(async move { stopping.shutdown().await });
+    // Longer than shutdown waits for the other background tasks (5 s).
+    let returned_early = tokio::time::timeout(Duration::from_secs(8), &mut shutdown)
+        .await
+        .is_ok();
+    // Let the backup finish: open the other end (the backup's open returns), unlink the FIFO
+    // (a retry of the audit copy does not find it again), close it (the backup reads EOF).
+    tokio::task::spawn_blocking(move || {
+        let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        std::fs::remove_file(&fifo).unwrap();
+        drop(writer);
+    })
+    .await
+    .unwrap();
+    assert!(
+        !returned_early,
+        "shutdown returned while a scheduled backup still held the database"
+    );
+    shutdown.await.unwrap();
+    assert!(!node.backup_status().running);
+    drop(node);
+
+    // Nothing of the old node holds the database: the node starts again at once.
+    let again = NodeBuilder::new(cfg).start().await.unwrap();
+    again.shutdown().await;
+}
+
 /// Builds a node's data directory offline (no running node) with some state; returns the
 /// configuration pointing at it.
 fn offline_data_dir(root: &Path, passphrase: Option<&Passphrase>) -> DawnConfig {

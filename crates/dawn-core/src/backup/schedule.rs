@@ -94,6 +94,15 @@ pub(crate) struct BackupState {
     next_due_ms: Mutex<Option<u64>>,
 }
 
+impl BackupState {
+    /// Waits until no backup is being written, however long that takes, and keeps any new one
+    /// from starting ([`BackupError::Busy`]) while the guard lives. A backup holds the node's
+    /// database, so shutdown waits for it here rather than returning with the database open.
+    pub(crate) async fn finish_and_refuse_new(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.running.lock().await
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

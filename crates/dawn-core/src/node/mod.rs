@@ -200,6 +200,9 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// How long shutdown waits for the background tasks to end after the stop.
+const BACKGROUND_STOP: Duration = Duration::from_secs(5);
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, NodeError> {
@@ -723,7 +726,9 @@ impl Node {
 
     /// Graceful shutdown: refuse new calls, wait up to
     /// `node.shutdown_grace` for calls in flight, close every connection,
-    /// stop the API and release the data directory.
+    /// wait for a backup being written (a new one is refused), stop the API
+    /// and release the data directory. The database closes when the last
+    /// handle is dropped.
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         if shared.shutting_down.swap(true, Ordering::AcqRel) {
@@ -748,10 +753,24 @@ impl Node {
         shared.stop.cancel();
         // Writes the responses the last calls queued, then disconnects.
         shared.transport.shutdown().await;
+        // A backup being written (scheduled or from the API) holds the database and the node
+        // until it ends: the bounded wait below would give up on it and return with the
+        // database still open, so a node restarted on this directory could not open it.
+        let backups = shared.backup.finish_and_refuse_new().await;
         shared.background.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), shared.background.wait()).await;
+        if tokio::time::timeout(BACKGROUND_STOP, shared.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = shared.background.len(),
+                "background tasks still running {BACKGROUND_STOP:?} after the stop; \
+                 the database stays open until they end"
+            );
+        }
         shared.security.close().await;
         shared.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(backups);
         tracing::info!("node stopped");
     }
 }
